@@ -1,0 +1,134 @@
+"""Every ``FTPSERVER_*`` setting, read in one place.
+
+Each setting is a property that reads ``django.conf.settings`` on access, so
+``override_settings`` works in tests and nothing is written back into the
+project's settings. Command-line options of ``manage.py ftpserver`` win over
+these values; that precedence lives in the command, not here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+#: Defaults of the settings shared with django-ftpserver 1.0, by name.
+#: Kept as a public mapping because ``utils.get_ftp_setting`` (part of the
+#: published API) falls back to it.
+DEFAULTS: dict[str, Any] = {
+    "FTPSERVER_HOST": "127.0.0.1",
+    "FTPSERVER_PORT": 21,
+    "FTPSERVER_TIMEOUT": None,
+    "FTPSERVER_PASSIVE_PORTS": None,
+    "FTPSERVER_MASQUERADE_ADDRESS": None,
+    "FTPSERVER_FILE_ACCESS_USER": None,
+    "FTPSERVER_CERTFILE": None,
+    "FTPSERVER_KEYFILE": None,
+    "FTPSERVER_SENDFILE": None,
+    "FTPSERVER_DAEMONIZE": False,
+    "FTPSERVER_DAEMONIZE_OPTIONS": {},
+    "FTPSERVER_PIDFILE": None,
+    "FTPSERVER_SERVER_CLASS": "django_ftpserver.server.DjangoFTPServer",
+    "FTPSERVER_HANDLER": "django_ftpserver.handlers.DjangoFTPHandler",
+    "FTPSERVER_TLSHANDLER": "django_ftpserver.handlers.DjangoTLS_FTPHandler",
+    "FTPSERVER_AUTHORIZER": "django_ftpserver.authorizers.FTPAccountAuthorizer",
+    "FTPSERVER_FILESYSTEM": None,
+    "FTPSERVER_AUTH_CACHE_TIMEOUT": 300,
+    "FTPSERVER_TLS_CONTROL_REQUIRED": True,
+    "FTPSERVER_TLS_DATA_REQUIRED": True,
+}
+
+
+def get(name: str) -> Any:
+    """Return setting ``name``, or its default when unset or ``None``."""
+    value = getattr(settings, name, None)
+    if value is None:
+        return DEFAULTS.get(name)
+    return value
+
+
+class Settings:
+    """Typed, lazy access to the ``FTPSERVER_*`` settings."""
+
+    @property
+    def HOST(self) -> str:
+        return get("FTPSERVER_HOST")
+
+    @property
+    def PORT(self) -> int:
+        return get("FTPSERVER_PORT")
+
+    @property
+    def TIMEOUT(self) -> int | None:
+        return get("FTPSERVER_TIMEOUT")
+
+    @property
+    def PASSIVE_PORTS(self) -> str | None:
+        return get("FTPSERVER_PASSIVE_PORTS")
+
+    @property
+    def MASQUERADE_ADDRESS(self) -> str | None:
+        return get("FTPSERVER_MASQUERADE_ADDRESS")
+
+    @property
+    def FILE_ACCESS_USER(self) -> str | None:
+        return get("FTPSERVER_FILE_ACCESS_USER")
+
+    @property
+    def CERTFILE(self) -> str | None:
+        return get("FTPSERVER_CERTFILE")
+
+    @property
+    def KEYFILE(self) -> str | None:
+        return get("FTPSERVER_KEYFILE")
+
+    @property
+    def SENDFILE(self) -> bool | None:
+        return get("FTPSERVER_SENDFILE")
+
+    @property
+    def DAEMONIZE(self) -> bool:
+        return bool(get("FTPSERVER_DAEMONIZE"))
+
+    @property
+    def DAEMONIZE_OPTIONS(self) -> dict[str, Any]:
+        return dict(get("FTPSERVER_DAEMONIZE_OPTIONS"))
+
+    @property
+    def PIDFILE(self) -> str | None:
+        return get("FTPSERVER_PIDFILE")
+
+    @property
+    def SERVER_CLASS(self) -> str | type:
+        return get("FTPSERVER_SERVER_CLASS")
+
+    @property
+    def HANDLER(self) -> str | type:
+        return get("FTPSERVER_HANDLER")
+
+    @property
+    def TLSHANDLER(self) -> str | type:
+        return get("FTPSERVER_TLSHANDLER")
+
+    @property
+    def AUTHORIZER(self) -> str | type:
+        return get("FTPSERVER_AUTHORIZER")
+
+    @property
+    def FILESYSTEM(self) -> str | type | None:
+        return get("FTPSERVER_FILESYSTEM")
+
+    @property
+    def AUTH_CACHE_TIMEOUT(self) -> float:
+        return float(get("FTPSERVER_AUTH_CACHE_TIMEOUT"))
+
+    @property
+    def TLS_CONTROL_REQUIRED(self) -> bool:
+        return bool(get("FTPSERVER_TLS_CONTROL_REQUIRED"))
+
+    @property
+    def TLS_DATA_REQUIRED(self) -> bool:
+        return bool(get("FTPSERVER_TLS_DATA_REQUIRED"))
+
+
+conf = Settings()

@@ -1,0 +1,41 @@
+"""Sending signals from FTP sessions: robustly, and without holding connections.
+
+Receivers are project code. A receiver that raises must not break the FTP
+session or the server, so every signal goes through ``Signal.send_robust``;
+Django logs each failure with its traceback on the ``django.dispatch`` logger
+and the other receivers still run.
+
+Sessions run on their own threads (see ``server.DjangoFTPServer``), and Django
+opens one database connection per thread. A receiver that queries the
+database would leave that connection open for as long as the client stays
+connected, so after the receivers ran, the thread's connections are closed:
+an idle session holds none, however many sessions there are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connections
+from django.dispatch import Signal
+
+
+def release_connections() -> None:
+    """Close this thread's database connections, unless inside a transaction.
+
+    Inside ``atomic()`` (a test's transaction, or a caller's own) closing
+    would break the caller, so the connection is left alone there.
+    """
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
+
+
+def send(signal: Signal, sender: Any, **kwargs: Any) -> None:
+    """Send ``signal`` to every receiver; a failing receiver is logged, not raised."""
+    if not signal.has_listeners(sender):
+        return
+    try:
+        signal.send_robust(sender=sender, **kwargs)
+    finally:
+        release_connections()

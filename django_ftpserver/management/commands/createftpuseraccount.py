@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_ftpserver import models
+
+
+class Command(BaseCommand):
+    help = "Give an existing Django user an FTP account in a group."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("group")
+        parser.add_argument("home_dir", nargs="?")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        username, group_name = options["username"], options["group"]
+        User = get_user_model()
+        if models.FTPUserAccount.objects.filter(
+            **{f"user__{User.USERNAME_FIELD}": username}
+        ).exists():
+            raise CommandError(f'FTP user account "{username}" already exists.')
+        try:
+            user = User._default_manager.get_by_natural_key(username)
+        except User.DoesNotExist:
+            raise CommandError(f'User "{username}" does not exist.') from None
+        try:
+            group = models.FTPUserGroup.objects.get(name=group_name)
+        except models.FTPUserGroup.DoesNotExist:
+            raise CommandError(f'FTP user group "{group_name}" does not exist.') from None
+        account = models.FTPUserAccount.objects.create(
+            user=user, group=group, home_dir=options.get("home_dir")
+        )
+        self.stdout.write(f'FTP user account pk={account.pk}, "{username}" was created.')

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_ftpserver import models
+
+
+def validate_permission(permission: str) -> str:
+    """Return ``permission`` if it only has pyftpdlib letters, else raise ``CommandError``."""
+    bad = sorted(set(permission) - set(models.ALL_PERMS))
+    if bad or not permission:
+        raise CommandError(
+            f"invalid permission {permission!r}: use letters of {models.ALL_PERMS!r}"
+        )
+    if len(permission) > 8:
+        raise CommandError(f"invalid permission {permission!r}: at most 8 letters")
+    return permission
+
+
+class Command(BaseCommand):
+    help = "Create an FTP user group."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("home_dir", nargs="?")
+        parser.add_argument("--permission", dest="permission", help="e.g. elradfmw (default)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        name = options["name"]
+        if not name or len(name) > 30:
+            raise CommandError(f"invalid group name {name!r}: 1 to 30 characters")
+        if models.FTPUserGroup.objects.filter(name=name).exists():
+            raise CommandError(f'FTP user group "{name}" already exists.')
+        fields: dict[str, Any] = {"name": name, "home_dir": options.get("home_dir")}
+        if options.get("permission"):
+            fields["permission"] = validate_permission(options["permission"])
+        group = models.FTPUserGroup.objects.create(**fields)
+        self.stdout.write(f'FTP user group pk={group.pk}, "{name}" was created.')

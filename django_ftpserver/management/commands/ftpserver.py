@@ -1,0 +1,161 @@
+"""``manage.py ftpserver [host:port]``: serve FTP (or FTPS) until stopped."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from typing import Any
+
+import pyftpdlib
+from django import get_version
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_ftpserver import utils
+from django_ftpserver.conf import conf
+from django_ftpserver.daemonizer import become_daemon
+from django_ftpserver.server import ConfigError, FTPServerConfig, FTPServerRunner
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT``, ``[IPV6]:PORT`` or ``PORT``; raise ``CommandError``."""
+    host: str = conf.HOST
+    port_text = text
+    if text.startswith("["):
+        address, sep, port_text = text[1:].partition("]:")
+        if not sep or not address:
+            raise CommandError(f"invalid address {text!r}: expected [IPV6]:PORT")
+        host = address
+    elif ":" in text:
+        host, _, port_text = text.rpartition(":")
+        if not host:
+            raise CommandError(f"invalid address {text!r}: expected HOST:PORT")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise CommandError(f"invalid port {port_text!r} in {text!r}: expected a number") from None
+    if not 0 <= port <= 65535:
+        raise CommandError(f"invalid port {port} in {text!r}: must be 0-65535")
+    return host, port
+
+
+def describe_bind_error(host: str, port: int, exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {host}:{port}: unknown host {host!r}"
+    reason = exc.strerror or str(exc)
+    if exc.errno in (13, 1) and 0 < port < 1024:
+        reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    return f"cannot listen on {host}:{port}: {reason}"
+
+
+class Command(BaseCommand):
+    help = "Start the FTP server."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("host_port", nargs="?", help="HOST:PORT, [IPV6]:PORT or PORT.")
+        parser.add_argument(
+            "--daemonize", action="store_true", dest="daemonize", help="run in the background."
+        )
+        parser.add_argument("--pidfile", dest="pidfile", help="file to write the process id to.")
+        parser.add_argument(
+            "--timeout", dest="timeout", type=int, help="idle timeout for clients, in seconds."
+        )
+        parser.add_argument(
+            "--passive-ports", dest="passive-ports", help="passive ports, e.g. 60000-60100."
+        )
+        parser.add_argument(
+            "--masquerade-address",
+            dest="masquerade-address",
+            help="address to announce in PASV replies (behind NAT).",
+        )
+        parser.add_argument(
+            "--file-access-user",
+            dest="file-access-user",
+            help="system user that file operations run as.",
+        )
+        parser.add_argument("--certfile", dest="certfile", help="TLS certificate file (FTPS).")
+        parser.add_argument("--keyfile", dest="keyfile", help="TLS private key file.")
+        parser.add_argument(
+            "--sendfile", action="store_true", dest="sendfile", help="use sendfile(2)."
+        )
+
+    @staticmethod
+    def _option(options: dict[str, Any], name: str, setting: str) -> Any:
+        value = options.get(name)
+        return value if value not in (None, False, "") else utils.get_ftp_setting(setting)
+
+    def build_config(self, options: dict[str, Any]) -> FTPServerConfig:
+        """The server configuration: command-line options over settings."""
+        if options.get("host_port"):
+            host, port = parse_host_port(options["host_port"])
+        else:
+            host, port = conf.HOST, conf.PORT
+        passive = self._option(options, "passive-ports", "FTPSERVER_PASSIVE_PORTS")
+        passive_ports = None
+        if passive:
+            if isinstance(passive, str):
+                try:
+                    passive_ports = utils.parse_ports(passive)
+                except ValueError as exc:
+                    raise CommandError(f"invalid passive ports: {exc}") from None
+            else:
+                passive_ports = list(passive)
+        return FTPServerConfig(
+            host=host,
+            port=port,
+            timeout=self._option(options, "timeout", "FTPSERVER_TIMEOUT"),
+            passive_ports=passive_ports,
+            masquerade_address=self._option(
+                options, "masquerade-address", "FTPSERVER_MASQUERADE_ADDRESS"
+            ),
+            file_access_user=self._option(
+                options, "file-access-user", "FTPSERVER_FILE_ACCESS_USER"
+            ),
+            certfile=self._option(options, "certfile", "FTPSERVER_CERTFILE"),
+            keyfile=self._option(options, "keyfile", "FTPSERVER_KEYFILE"),
+            sendfile=self._option(options, "sendfile", "FTPSERVER_SENDFILE"),
+        )
+
+    def create_runner(self, options: dict[str, Any]) -> FTPServerRunner:
+        """Build the config and bind the server; every failure is a ``CommandError``."""
+        config = self.build_config(options)
+        runner = FTPServerRunner(config)
+        try:
+            runner.create_server()
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        except ImportError as exc:
+            raise CommandError(f"cannot import a configured class: {exc}") from None
+        except OSError as exc:
+            raise CommandError(describe_bind_error(config.host, config.port, exc)) from None
+        return runner
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        runner = self.create_runner(options)
+        host, port = runner.address
+        scheme = "FTPS (TLS required)" if runner.config.use_tls else "FTP"
+        self.stdout.write(
+            f"Django version {get_version()}, using settings {settings.SETTINGS_MODULE!r}\n"
+            f"pyftpdlib version {pyftpdlib.__ver__}\n"
+            f"Serving {scheme} on {host}:{port}\n"
+            f"Quit the server with {'CTRL-BREAK' if sys.platform == 'win32' else 'CONTROL-C'}."
+        )
+        if self._option(options, "daemonize", "FTPSERVER_DAEMONIZE"):
+            server = runner.server
+            become_daemon(
+                **conf.DAEMONIZE_OPTIONS,
+                files_preserve=[server.socket, server.ioloop._poller.fileno()],
+            )
+        pidfile = self._option(options, "pidfile", "FTPSERVER_PIDFILE")
+        if pidfile:
+            with open(pidfile, "w") as f:
+                f.write(str(os.getpid()))
+        try:
+            runner.run(sender=self.__class__)
+        finally:
+            if pidfile:
+                try:
+                    os.remove(pidfile)
+                except OSError:
+                    pass

@@ -1,0 +1,39 @@
+"""The signals sent for FTP events: definitions only.
+
+Receivers live in the project (``@receiver(ftp_login)`` in an app's
+``receivers.py``, imported from ``AppConfig.ready()``). Every signal is sent
+with keyword arguments only; receivers must accept ``**kwargs`` because
+arguments may be added (``ftp_path`` was). See ``docs/signals.rst`` for what
+each one guarantees.
+"""
+
+from django.dispatch import Signal
+
+# Server lifecycle. kwargs: server, host, port
+ftp_server_started = Signal()
+ftp_server_stopped = Signal()
+
+# kwargs: handler, remote_ip, remote_port
+ftp_client_connected = Signal()
+# kwargs: handler, username (None if the client never logged in), remote_ip
+ftp_client_disconnected = Signal()
+
+# Authentication. kwargs: handler, username, remote_ip
+ftp_login = Signal()
+ftp_login_failed = Signal()  # never carries the password
+ftp_logout = Signal()
+
+# Transfers. kwargs: handler, username, path, ftp_path, remote_ip
+ftp_file_received = Signal()
+ftp_file_sent = Signal()
+ftp_file_received_incomplete = Signal()
+ftp_file_sent_incomplete = Signal()
+
+# File operations, sent only when the operation succeeded.
+# kwargs: handler, username, path, ftp_path, remote_ip
+ftp_file_deleted = Signal()
+# kwargs: handler, username, path_from, path_to, ftp_path_from, ftp_path_to, remote_ip
+ftp_file_renamed = Signal()
+# kwargs: handler, username, path, ftp_path, remote_ip
+ftp_directory_created = Signal()
+ftp_directory_deleted = Signal()

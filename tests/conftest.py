@@ -1,0 +1,168 @@
+"""Fixtures: a real server on a free loopback port, real clients, signal recording."""
+
+from __future__ import annotations
+
+import ftplib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from django_ftpserver import signals as ftp_signals
+from django_ftpserver.management.commands.ftpserver import Command
+from django_ftpserver.models import FTPUserAccount, FTPUserGroup
+from django_ftpserver.server import FTPServerRunner
+
+PASSWORD = "s3cret-pass"
+
+SIGNAL_NAMES = [name for name in dir(ftp_signals) if name.startswith("ftp_")]
+
+
+@dataclass
+class RunningServer:
+    runner: FTPServerRunner
+    thread: threading.Thread
+    host: str
+    port: int
+
+    def stop(self) -> None:
+        self.runner.stop()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "server did not stop"
+
+    def connect(
+        self, user: str | None = None, password: str = PASSWORD, timeout: float = 10
+    ) -> ftplib.FTP:
+        ftp = ftplib.FTP()
+        ftp.connect(self.host, self.port, timeout=timeout)
+        if user:
+            ftp.login(user, password)
+        return ftp
+
+
+def start_server(**options: Any) -> RunningServer:
+    """Start ``manage.py ftpserver``'s own code path on a free port, in a thread."""
+    options.setdefault("host_port", "127.0.0.1:0")
+    command = Command()
+    runner = command.create_runner(options)
+    thread = threading.Thread(target=runner.run, kwargs={"sender": Command}, daemon=True)
+    thread.start()
+    host, port = runner.address
+    return RunningServer(runner, thread, host, port)
+
+
+@pytest.fixture
+def server_factory(transactional_db: None) -> Iterator[Callable[..., RunningServer]]:
+    started: list[RunningServer] = []
+
+    def factory(**options: Any) -> RunningServer:
+        server = start_server(**options)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        if server.thread.is_alive():
+            server.stop()
+
+
+@pytest.fixture
+def ftp_server(server_factory: Callable[..., RunningServer]) -> RunningServer:
+    return server_factory()
+
+
+@pytest.fixture
+def make_account(transactional_db: None, tmp_path: Path) -> Callable[..., FTPUserAccount]:
+    def make(
+        username: str = "alice",
+        password: str = PASSWORD,
+        permission: str = "elradfmwMT",
+        home: Path | None = None,
+    ) -> FTPUserAccount:
+        home = home or tmp_path / "homes" / username
+        home.mkdir(parents=True, exist_ok=True)
+        user = get_user_model().objects.create_user(username, password=password)
+        group, _ = FTPUserGroup.objects.get_or_create(
+            name=f"g-{permission}"[:30], defaults={"permission": permission}
+        )
+        return FTPUserAccount.objects.create(user=user, group=group, home_dir=str(home))
+
+    return make
+
+
+@pytest.fixture
+def account(make_account: Callable[..., FTPUserAccount]) -> FTPUserAccount:
+    return make_account()
+
+
+@pytest.fixture
+def home(account: FTPUserAccount) -> Path:
+    return Path(account.home_dir)
+
+
+@pytest.fixture
+def ftp(ftp_server: RunningServer, account: FTPUserAccount) -> Iterator[ftplib.FTP]:
+    client = ftp_server.connect(account.user.username)
+    yield client
+    try:
+        client.quit()
+    except (OSError, EOFError, ftplib.Error):
+        client.close()
+
+
+@dataclass
+class SignalRecorder:
+    """Records every FTP signal sent; waits for ones sent on session threads."""
+
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    condition: threading.Condition = field(default_factory=threading.Condition)
+
+    def receiver_for(self, name: str) -> Callable[..., None]:
+        def receive(sender: Any, **kwargs: Any) -> None:
+            kwargs.pop("signal", None)
+            kwargs["sender"] = sender
+            with self.condition:
+                self.events.append((name, kwargs))
+                self.condition.notify_all()
+
+        return receive
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        with self.condition:
+            return [kwargs for event, kwargs in self.events if event == name]
+
+    def names(self) -> list[str]:
+        with self.condition:
+            return [event for event, _ in self.events]
+
+    def wait(self, name: str, count: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        with self.condition:
+            while len([1 for event, _ in self.events if event == name]) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"expected {count} {name} signal(s), got {self.names()}")
+                self.condition.wait(remaining)
+        return self.of(name)
+
+    def settle(self, delay: float = 0.3) -> None:
+        """Give session threads time to send anything still pending."""
+        time.sleep(delay)
+
+
+@pytest.fixture
+def recorder() -> Iterator[SignalRecorder]:
+    recorder = SignalRecorder()
+    receivers = []
+    for name in SIGNAL_NAMES:
+        receiver = recorder.receiver_for(name)
+        getattr(ftp_signals, name).connect(receiver, weak=False)
+        receivers.append((name, receiver))
+    yield recorder
+    for name, receiver in receivers:
+        getattr(ftp_signals, name).disconnect(receiver)
