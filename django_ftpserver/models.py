@@ -28,11 +28,12 @@ class FTPUserGroup(models.Model):
     name = models.CharField(_("Group name"), max_length=30, unique=True)
     permission = models.CharField(
         _("Permission"),
-        max_length=8,
+        # 8 in django-ftpserver 1.0, too short for all ten letters (M, T).
+        max_length=10,
         default="elradfmw",
         help_text=_(
             "pyftpdlib permission letters: e=cd, l=list, r=download, a=append, "
-            "d=delete, f=rename, m=mkdir, w=upload."
+            "d=delete, f=rename, m=mkdir, w=upload, M=chmod, T=set mtime."
         ),
     )
     home_dir = models.CharField(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ftplib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,62 @@ from django_ftpserver.models import FTPUserAccount, FTPUserGroup
 from django_ftpserver.server import FTPServerRunner
 
 PASSWORD = "s3cret-pass"
+
+TEST_DB = os.environ.get("FTPSERVER_TEST_DB", "sqlite")
+REQUIRE_SERVICES = os.environ.get("FTPSERVER_REQUIRE_SERVICES") == "1"
+
+
+def _database_reachable() -> str | None:
+    """Return why the configured database server is unreachable, or None.
+
+    Asks the driver directly: pytest-django blocks the ORM outside tests.
+    """
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    try:
+        if TEST_DB == "postgres":
+            import psycopg
+
+            psycopg.connect(
+                host=db["HOST"],
+                port=db["PORT"],
+                user=db["USER"],
+                dbname="postgres",
+                connect_timeout=5,
+            ).close()
+        else:
+            import MySQLdb
+
+            MySQLdb.connect(
+                host=db["HOST"],
+                port=int(db["PORT"]),
+                user=db["USER"],
+                passwd=db["PASSWORD"],
+                connect_timeout=5,
+            ).close()
+    except Exception as exc:
+        return f"{TEST_DB} is not reachable: {exc}".splitlines()[0]
+    return None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if TEST_DB == "sqlite":
+        return
+    reason = _database_reachable()
+    if reason:
+        if REQUIRE_SERVICES:
+            pytest.exit(f"{reason} (required: FTPSERVER_REQUIRE_SERVICES=1)", returncode=1)
+        pytest.exit(f"skipping the {TEST_DB} tests: {reason}", returncode=0)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        backends = [name for name in ("postgres", "mysql") if name in item.keywords]
+        if backends and TEST_DB not in backends:
+            wanted = " or ".join(f"make test-{name}" for name in backends)
+            item.add_marker(pytest.mark.skip(reason=f"runs against a database server ({wanted})"))
+
 
 SIGNAL_NAMES = [name for name in dir(ftp_signals) if name.startswith("ftp_")]
 

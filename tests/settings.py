@@ -49,7 +49,7 @@ if _db == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": "django_ftpserver",
+            "NAME": os.environ.get("FTPSERVER_TEST_DB_NAME", "django_ftpserver"),
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
@@ -59,7 +59,7 @@ elif _db == "mysql":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.mysql",
-            "NAME": "django_ftpserver",
+            "NAME": os.environ.get("FTPSERVER_TEST_DB_NAME", "django_ftpserver"),
             "USER": os.environ.get("MYSQL_USER", "root"),
             "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
             "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),

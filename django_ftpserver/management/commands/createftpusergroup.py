@@ -9,13 +9,10 @@ from django_ftpserver import models
 
 def validate_permission(permission: str) -> str:
     """Return ``permission`` if it only has pyftpdlib letters, else raise ``CommandError``."""
-    bad = sorted(set(permission) - set(models.ALL_PERMS))
-    if bad or not permission:
+    if not permission or set(permission) - set(models.ALL_PERMS):
         raise CommandError(
             f"invalid permission {permission!r}: use letters of {models.ALL_PERMS!r}"
         )
-    if len(permission) > 8:
-        raise CommandError(f"invalid permission {permission!r}: at most 8 letters")
     return permission
 
 

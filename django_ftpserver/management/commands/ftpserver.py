@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -155,7 +156,5 @@ class Command(BaseCommand):
             runner.run(sender=self.__class__)
         finally:
             if pidfile:
-                try:
+                with contextlib.suppress(OSError):
                     os.remove(pidfile)
-                except OSError:
-                    pass

@@ -1,4 +1,4 @@
-# Help texts only: no change to the database.
+# Widen FTPUserGroup.permission to all ten pyftpdlib letters; help texts.
 
 from django.db import migrations, models
 
@@ -36,8 +36,8 @@ class Migration(migrations.Migration):
             name="permission",
             field=models.CharField(
                 default="elradfmw",
-                help_text="pyftpdlib permission letters: e=cd, l=list, r=download, a=append, d=delete, f=rename, m=mkdir, w=upload.",
-                max_length=8,
+                help_text="pyftpdlib permission letters: e=cd, l=list, r=download, a=append, d=delete, f=rename, m=mkdir, w=upload, M=chmod, T=set mtime.",
+                max_length=10,
                 verbose_name="Permission",
             ),
         ),

@@ -1,0 +1,64 @@
+# Two commands for a fresh clone: `make demo` and `make test` (see README.rst).
+# Both create their own virtualenv in .venv and install the project into it.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_ADDR ?= 127.0.0.1:2121
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-sqlite test-postgres test-mysql lint bench docs system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test,docs,dev]'
+	touch $@
+
+# Client programs and headers the tests use (lftp, curl, the MySQL client
+# library for mysqlclient). Installed with apt-get when missing and root.
+system-deps:
+	@missing=""; \
+	command -v lftp >/dev/null || missing="$$missing lftp"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	pkg-config --exists mariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || missing="$$missing libmariadb-dev"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing:$$missing (install them; tests that need them will skip)"; \
+	  fi; \
+	fi
+
+demo: $(VENV)/.installed
+	cd example_project && ../$(BIN)/python manage.py demo $(DEMO_ADDR)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check django_ftpserver tests example_project bench
+	$(BIN)/ruff format --check django_ftpserver tests example_project bench
+
+test-sqlite: $(VENV)/.installed
+	FTPSERVER_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The database-specific tests, against the real servers. They skip when the
+# server is not reachable, unless FTPSERVER_REQUIRE_SERVICES=1 (CI sets it).
+test-postgres: $(VENV)/.installed
+	FTPSERVER_TEST_DB=postgres $(BIN)/python -m pytest -m postgres $(PYTEST_ARGS)
+
+test-mysql: $(VENV)/.installed
+	FTPSERVER_TEST_DB=mysql $(BIN)/python -m pytest -m mysql $(PYTEST_ARGS)
+
+test: system-deps $(VENV)/.installed lint test-sqlite test-postgres test-mysql docs
+
+docs: $(VENV)/.installed
+	$(BIN)/sphinx-build -q -W -b html docs docs/_build/html
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) docs/_build .pytest_cache .ruff_cache
