@@ -9,30 +9,50 @@ Cost model, the reason for the shape of this module:
   sessions.
 * A verified password is remembered in process memory (``PasswordCache``),
   so a client that logs in again and again, the usual pattern of cameras and
-  scanners, costs one query instead of a hash.
+  scanners, costs one query instead of a hash. Concurrent logins with the
+  same credentials share one hash instead of running one each.
 * After login, nothing touches the database: the account, home and
   permissions are loaded once into an ``AccountSnapshot`` that the session
   keeps (``SessionAuthorizer``). Changes to an account apply from its next
   login.
+* A session never keeps a database connection: the connections its thread
+  opened for the login are closed as soon as the login is answered, so idle
+  sessions hold none and a database restart between two logins goes
+  unnoticed. A database error during a login is retried once on a new
+  connection, then answered with a 530 reply, never with a dropped
+  connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth import authenticate, get_user_model
+from django.db import Error as DBError
+from django.db import InterfaceError, OperationalError, router, transaction
 from django.utils import timezone
-from pyftpdlib.authorizers import AuthenticationFailed
+from pyftpdlib.authorizers import AuthenticationFailed, AuthorizerError
 
-from . import models
+from . import dispatch, models
 from .conf import conf
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Errors that a new connection may cure: the server restarted, the
+#: connection was cut ("server has gone away"), a connection left broken.
+RETRYABLE_DB_ERRORS = (OperationalError, InterfaceError)
 
 
 @dataclass(frozen=True)
@@ -59,49 +79,85 @@ class AccountSnapshot:
         return perm in self.permission
 
 
+CacheKey = tuple[str, bytes]
+
+
 class PasswordCache:
     """Remembers passwords that were verified, never the passwords themselves.
 
-    An entry is keyed by the username and an HMAC of the password under a
-    random key made per process, and holds a fingerprint of what the check
-    depended on: the user's stored password hash, ``is_active`` and the FTP
-    account. A hit counts only while that fingerprint is unchanged, so a
+    An entry is keyed by the username and an HMAC-SHA256 of the password
+    under a random key made per process (``os.urandom``), so neither the
+    plaintext nor a digest that could be attacked offline outside this
+    process is kept. The entry holds an HMAC of a fingerprint of what the
+    check depended on: the user's stored password hash, ``is_active`` and the
+    FTP account. A hit counts only while that fingerprint is unchanged, so a
     changed password, a deactivated user or a deleted account is refused at
-    the very next login. Failed checks are never stored.
+    the very next login, without waiting for the timeout. Failed checks are
+    never stored.
+
+    Concurrent checks of the same username and password are collapsed
+    (``claim``/``release``): the first runs the hash, the others wait for it
+    and then find its entry. Without that, 100 clients of one account
+    logging in at once would run 100 hashes, exactly when nothing is cached
+    yet.
     """
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self._key = os.urandom(32)
-        self._entries: OrderedDict[tuple[str, bytes], tuple[tuple, float]] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, tuple[bytes, float]] = OrderedDict()
+        self._in_flight: dict[CacheKey, threading.Event] = {}
         self._lock = threading.Lock()
         self.max_entries = max_entries
 
-    def _digest(self, password: str) -> bytes:
-        return hmac.new(
-            self._key, password.encode("utf-8", "surrogatepass"), hashlib.sha256
-        ).digest()
+    def _mac(self, data: bytes) -> bytes:
+        return hmac.new(self._key, data, hashlib.sha256).digest()
 
-    def hit(self, username: str, password: str, fingerprint: tuple) -> bool:
-        key = (username, self._digest(password))
+    def key(self, username: str, password: str) -> CacheKey:
+        return (username, self._mac(password.encode("utf-8", "surrogatepass")))
+
+    def _fingerprint_mac(self, fingerprint: tuple) -> bytes:
+        return self._mac(repr(fingerprint).encode("utf-8", "surrogatepass"))
+
+    def hit(self, key: CacheKey, fingerprint: tuple) -> bool:
+        """Tell whether ``key`` was verified while ``fingerprint`` held."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 return False
             stored, expires = entry
             if expires < time.monotonic() or not hmac.compare_digest(
-                repr(stored).encode(), repr(fingerprint).encode()
+                stored, self._fingerprint_mac(fingerprint)
             ):
                 del self._entries[key]
                 return False
             return True
 
-    def store(self, username: str, password: str, fingerprint: tuple, timeout: float) -> None:
-        key = (username, self._digest(password))
+    def store(self, key: CacheKey, fingerprint: tuple, timeout: float) -> None:
+        """Remember a successful check for ``timeout`` seconds."""
         with self._lock:
-            self._entries[key] = (fingerprint, time.monotonic() + timeout)
+            self._entries[key] = (self._fingerprint_mac(fingerprint), time.monotonic() + timeout)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def claim(self, key: CacheKey) -> threading.Event | None:
+        """Return ``None`` if the caller is to check ``key`` itself.
+
+        Otherwise another thread is checking the same credentials; the
+        returned event is set when it is done (call ``hit`` again then).
+        Whoever got ``None`` must call ``release(key)`` when done.
+        """
+        with self._lock:
+            event = self._in_flight.get(key)
+            if event is None:
+                self._in_flight[key] = threading.Event()
+            return event
+
+    def release(self, key: CacheKey) -> None:
+        with self._lock:
+            event = self._in_flight.pop(key, None)
+        if event is not None:
+            event.set()
 
     def clear(self) -> None:
         with self._lock:
@@ -109,6 +165,95 @@ class PasswordCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def retry_db(func: Callable[..., T], *args: Any) -> T:
+    """Run ``func``; after a connection error, once more on a new connection.
+
+    Sessions close their connections after every use, so a stale one is
+    rare; the retry covers the rest (a receiver's leftover, a restart in
+    the middle of a login). A second failure becomes ``AuthorizerError``:
+    a 530 reply, logged here, instead of a dropped client.
+    """
+    try:
+        return func(*args)
+    except RETRYABLE_DB_ERRORS as exc:
+        logger.warning("database error during login, retrying on a new connection: %s", exc)
+        dispatch.release_connections()
+    except DBError as exc:
+        logger.error("database error during login", exc_info=True)
+        raise AuthorizerError("Login unavailable, try again later.") from exc
+    try:
+        return func(*args)
+    except DBError as exc:
+        logger.error("database error during login", exc_info=True)
+        raise AuthorizerError("Login unavailable, try again later.") from exc
+
+
+class LastLoginRecorder:
+    """Writes the ``last_login`` of logins; concurrent logins share a commit.
+
+    Every login records its time before its 230 reply, as in 1.0. Written
+    one by one, a burst of logins queues behind as many commits, one at a
+    time on SQLite (where each also waits for the file lock with growing
+    sleeps): 100 logins at once took 1.5 s of commits, 50 times bare
+    pyftpdlib's whole login. Here a login adds its time to the next batch
+    and waits until a batch holding it is stored; one of the waiting
+    threads writes the whole batch in one transaction. So each login still
+    returns only once its time is stored, and a burst costs a few commits.
+    """
+
+    #: Longest wait, in seconds, for another thread's batch; past it the
+    #: login goes on and its time is written with the next batch.
+    timeout = 30.0
+
+    def __init__(self, model: type[models.FTPUserAccount]) -> None:
+        self.model = model
+        self._condition = threading.Condition()
+        self._pending: dict[Any, Any] = {}
+        self._started = 0
+        self._finished = 0
+        self._writing = False
+
+    def record(self, account_pk: Any, when: Any) -> None:
+        with self._condition:
+            previous = self._pending.get(account_pk)
+            if previous is None or when > previous:
+                self._pending[account_pk] = when
+            # Batches take everything pending when they start: this entry
+            # is in the next batch to start.
+            wanted = self._started + 1
+            deadline = time.monotonic() + self.timeout
+            while self._finished < wanted:
+                if not self._writing:
+                    self._writing = True
+                    self._started += 1
+                    batch, self._pending = self._pending, {}
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._condition.wait(remaining)
+            else:
+                return
+        try:
+            with contextlib.suppress(AuthorizerError):  # logged by retry_db
+                retry_db(self._write, batch)
+        finally:
+            with self._condition:
+                self._finished = self._started
+                self._writing = False
+                self._condition.notify_all()
+
+    def _write(self, batch: dict[Any, Any]) -> None:
+        manager = self.model._default_manager
+        if len(batch) == 1:
+            ((pk, when),) = batch.items()
+            manager.filter(pk=pk).update(last_login=when)
+            return
+        with transaction.atomic(using=router.db_for_write(self.model)):
+            for pk, when in batch.items():
+                manager.filter(pk=pk).update(last_login=when)
 
 
 def _get_personate_user_class() -> type:
@@ -133,9 +278,14 @@ class FTPAccountAuthorizer:
     model = models.FTPUserAccount
     personate_user_class: type | None = None
 
+    #: Longest wait, in seconds, for a concurrent check of the same
+    #: credentials before checking them independently.
+    single_flight_timeout = 30.0
+
     def __init__(self, file_access_user: str | None = None) -> None:
         self.username_field = get_user_model().USERNAME_FIELD
         self.password_cache = PasswordCache()
+        self.last_login_recorder = LastLoginRecorder(self.model)
         if file_access_user:
             personate_user_class = self.personate_user_class or _get_personate_user_class()
             self.personate_user = personate_user_class(file_access_user)
@@ -160,8 +310,8 @@ class FTPAccountAuthorizer:
 
     # --- login
 
-    def _fingerprint(self, account: models.FTPUserAccount) -> tuple:
-        user = account.user
+    def _fingerprint(self, user: Any, account: models.FTPUserAccount) -> tuple:
+        """What a cached check depends on; any change invalidates it."""
         return (
             user.pk,
             getattr(user, "password", None),
@@ -174,23 +324,54 @@ class FTPAccountAuthorizer:
         """Return the account if ``password`` is right, else raise ``AuthenticationFailed``."""
         account = self.get_account(username)
         timeout = conf.AUTH_CACHE_TIMEOUT
+        cache = self.password_cache
+        key = None
         if account is not None and timeout > 0 and getattr(account.user, "is_active", True):
-            fingerprint = self._fingerprint(account)
-            if self.password_cache.hit(username, password, fingerprint):
+            key = cache.key(username, password)
+            fingerprint = self._fingerprint(account.user, account)
+            if cache.hit(key, fingerprint):
                 return account
-        # Always run the backends, even for a username without an account,
-        # so the time taken does not tell which usernames exist.
-        user = authenticate(**{self.username_field: username, "password": password})
-        if user is None or account is None or user.pk != account.user_id:
-            raise AuthenticationFailed("Authentication failed.")
-        if timeout > 0:
-            self.password_cache.store(username, password, self._fingerprint(account), timeout)
-        return account
+            in_flight = cache.claim(key)
+            if in_flight is not None:
+                # The same credentials are being checked on another thread:
+                # wait for that hash instead of running another one.
+                in_flight.wait(self.single_flight_timeout)
+                if cache.hit(key, fingerprint):
+                    return account
+                key = None  # not ours to release; check independently
+        try:
+            # Always run the backends, even for a username without an
+            # account, so the time taken does not tell which usernames exist.
+            user = authenticate(**{self.username_field: username, "password": password})
+            if user is None or account is None or user.pk != account.user_id:
+                raise AuthenticationFailed("Authentication failed.")
+            if key is not None:
+                # The fingerprint of the user the backend verified: if the
+                # password changed meanwhile, the entry never matches.
+                cache.store(key, self._fingerprint(user, account), timeout)
+            return account
+        finally:
+            if key is not None:
+                cache.release(key)
+
+    def _retry_db(self, func: Callable[..., T], *args: Any) -> T:
+        return retry_db(func, *args)
 
     def validate_authentication(self, username: str, password: str, handler: Any) -> None:
-        """Check the password; on success give ``handler`` its session view."""
-        account = self.authenticate(username, password)
-        snapshot = AccountSnapshot.from_account(account)
+        """Check the password; on success give ``handler`` its session view.
+
+        Called on the session's own thread (see ``server.DjangoFTPServer``).
+        After a failure the thread's database connections are closed here;
+        after a success, by ``SessionAuthorizer.get_msg_login``, the last
+        step of a login.
+        """
+        try:
+            account = self._retry_db(self.authenticate, username, password)
+            snapshot = AccountSnapshot.from_account(account)
+        except BaseException:
+            if handler is not None:
+                dispatch.release_connections()
+            raise
         if handler is not None:
             handler.authorizer = SessionAuthorizer(self, snapshot)
 
@@ -251,12 +432,19 @@ class SessionAuthorizer:
         return self.snapshot.home_dir
 
     def get_msg_login(self, username: str) -> str:
-        if type(self.base).get_msg_login is not FTPAccountAuthorizer.get_msg_login:
-            return self.base.get_msg_login(username)  # a project's own message
-        self.base.model.objects.filter(pk=self.snapshot.account_pk).update(
-            last_login=timezone.now()
-        )
-        return "welcome."
+        """Record the login time, then close the session thread's connections.
+
+        pyftpdlib calls this last in a successful login, before the 230
+        reply: from here on the session needs no database. A failure to
+        record the time is logged; it does not refuse a verified login.
+        """
+        try:
+            if type(self.base).get_msg_login is not FTPAccountAuthorizer.get_msg_login:
+                return self.base.get_msg_login(username)  # a project's own message
+            self.base.last_login_recorder.record(self.snapshot.account_pk, timezone.now())
+            return "welcome."
+        finally:
+            dispatch.release_connections()
 
     def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
         return self.snapshot.has_perm(perm, path)

@@ -24,6 +24,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyftpdlib.ioloop import IOLoop, timer
 from pyftpdlib.servers import ThreadedFTPServer
 
 from . import dispatch, signals, utils
@@ -48,29 +49,38 @@ class DjangoFTPServer(ThreadedFTPServer):
       the accepting thread's scheduler, shared unsafely between threads);
     * the stop flag belongs to the instance, not the class, so stopping one
       server does not stop another in the same process;
-    * a session ended by server shutdown still gets ``on_disconnect``.
+    * a session ended by server shutdown still gets ``on_disconnect``;
+    * the accepting loop is the server's own, not pyftpdlib's process-wide
+      ``IOLoop.instance()``: two servers in one process (FTP and FTPS side
+      by side, tests) would otherwise poll one loop from two threads;
+    * a refused client (too many connections) is answered on a thread of
+      its own as well.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, address_or_socket: Any, handler: Any, ioloop: Any = None, backlog: int = 100
+    ) -> None:
         self._lock = threading.Lock()
         self._exit = threading.Event()
-        super().__init__(*args, **kwargs)
+        super().__init__(address_or_socket, handler, ioloop=ioloop or IOLoop(), backlog=backlog)
 
     def handle_accepted(self, sock: Any, addr: Any) -> None:
         handler = None
         ip = None
+        refuse = None
         try:
             handler = self.handler(sock, self, ioloop=self.ioloop)
             if not handler.connected:
                 return
             ip = addr[0]
             self.ip_map.append(ip)
+            # A refused client is answered on a thread of its own too: the
+            # refusal sends ftp_client_disconnected, whose receivers must not
+            # run on the thread that accepts everyone's connections.
             if not self._accept_new_cons():
-                handler.handle_max_cons()
-                return
-            if self.max_cons_per_ip and self.ip_map.count(ip) > self.max_cons_per_ip:
-                handler.handle_max_cons_per_ip()
-                return
+                refuse = handler.handle_max_cons
+            elif self.max_cons_per_ip and self.ip_map.count(ip) > self.max_cons_per_ip:
+                refuse = handler.handle_max_cons_per_ip
             self.ioloop.unregister(handler._fileno)
             if handler._idler is not None:
                 handler._idler.cancel()
@@ -82,14 +92,16 @@ class DjangoFTPServer(ThreadedFTPServer):
                 self.ip_map.remove(ip)
             return
         thread = threading.Thread(
-            target=self._serve_session, args=(handler,), name=f"ftp-session {addr[0]}:{addr[1]}"
+            target=self._serve_session,
+            args=(handler, refuse),
+            name=f"ftp-session {addr[0]}:{addr[1]}",
         )
         thread.daemon = True
         with self._lock:
             self._active_tasks.append(thread)
         thread.start()
 
-    def _serve_session(self, handler: Any) -> None:
+    def _serve_session(self, handler: Any, refuse: Any = None) -> None:
         try:
             with self.ioloop.factory() as ioloop:
                 handler.ioloop = ioloop
@@ -99,14 +111,17 @@ class DjangoFTPServer(ThreadedFTPServer):
                     if err.errno == errno.EBADF:  # the client left already
                         return
                     raise
-                if handler.timeout:
-                    handler._idler = ioloop.call_later(
-                        handler.timeout, handler.handle_timeout, _errback=handler.handle_error
-                    )
-                try:
-                    handler.handle()
-                except Exception:
-                    handler.handle_error()
+                if refuse is not None:
+                    refuse()
+                else:
+                    if handler.timeout:
+                        handler._idler = ioloop.call_later(
+                            handler.timeout, handler.handle_timeout, _errback=handler.handle_error
+                        )
+                    try:
+                        handler.handle()
+                    except Exception:
+                        handler.handle_error()
                 self._run_loop(ioloop)
                 if not handler._closed:  # server shutdown: close it ourselves
                     handler.close()
@@ -117,22 +132,32 @@ class DjangoFTPServer(ThreadedFTPServer):
             dispatch.release_connections()
 
     def _run_loop(self, ioloop: Any) -> None:
+        """Serve one session's loop until its socket is closed and its calls ran.
+
+        A closed session leaves its idle timer behind, cancelled but still
+        in the heap; pyftpdlib's own loop waits on it, keeping the thread
+        (and its place under ``max_cons``) for another second. Cancelled
+        calls are dropped as soon as there is no socket left, so the thread
+        ends with its client.
+        """
         poll = ioloop.poll
         sched = ioloop.sched
         poll_timeout = self.poll_timeout
         timeout = poll_timeout
-        while (ioloop.socket_map or sched._tasks) and not self._exit.is_set():
+        while not self._exit.is_set():
             if ioloop.socket_map:
                 poll(timeout=timeout)
             else:
                 sched.reheapify()
-            if sched._tasks:
-                soonest = sched.poll()
-                timeout = poll_timeout if soonest is None else min(soonest, poll_timeout)
-                if not ioloop.socket_map and soonest:
-                    self._exit.wait(min(soonest, poll_timeout))
-            else:
-                timeout = poll_timeout
+                if not sched._tasks:
+                    return
+                # No socket, a call pending (a failed login's delay): sleep.
+                delay = sched._tasks[0].timeout - timer()
+                if delay > 0:
+                    self._exit.wait(min(delay, poll_timeout))
+                    continue
+            soonest = sched.poll() if sched._tasks else None
+            timeout = poll_timeout if soonest is None else min(soonest, poll_timeout)
 
 
 @dataclass

@@ -1,0 +1,580 @@
+"""Run every measure against django-ftpserver and bare pyftpdlib, print a table.
+
+Both servers run as subprocesses on loopback ports (see ``bench.serve``);
+this process is the client. Each measure runs against both servers in the
+same run, alternating which goes first, and the table shows our figure,
+bare pyftpdlib's, their ratio and the goal of the issue it checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import ftplib
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.client import Control, close_all, logged_in, open_many
+
+HOST = "127.0.0.1"
+PASSWORD = "bench-Pa55word"
+MAIN_USER = "bench"
+COLD_USERS = [f"cold{i}" for i in range(8)]
+MB = 1024 * 1024
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Params:
+    reps: int
+    transfer_mb: int
+    idle_sessions: int
+    leak_sessions: int
+    burst: int
+    cold_burst: int
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> Params:
+        if quick:
+            return cls(reps=1, transfer_mb=50, idle_sessions=100, leak_sessions=200, burst=100,
+                       cold_burst=50)
+        return cls(reps=3, transfer_mb=200, idle_sessions=500, leak_sessions=1000, burst=100,
+                   cold_burst=50)
+
+
+@dataclass
+class Row:
+    label: str
+    ours: float | None
+    bare: float | None = None
+    unit: str = ""
+    goal: str = ""
+    met: bool | None = None
+    ratio: float | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.ratio is None and self.ours is not None and self.bare:
+            self.ratio = self.ours / self.bare
+
+
+@dataclass
+class Server:
+    """A server subprocess and its control pipe."""
+
+    kind: str
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    @classmethod
+    def start(cls, kind: str, home: Path, env: dict[str, str], workdir: Path) -> Server:
+        log = workdir / f"{kind}.log"
+        users = [MAIN_USER, *COLD_USERS]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.serve", kind, "--home", str(home),
+             "--password", PASSWORD, *users],
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=open(log, "w"), text=True, bufsize=1,
+        )  # fmt: skip
+        line = process.stdout.readline()
+        if not line.startswith("READY "):
+            process.kill()
+            raise SystemExit(f"{kind} server did not start: {log.read_text()[-2000:]}")
+        return cls(kind, process, int(line.split()[1]), log)
+
+    def ask(self, command: str) -> str:
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def stats(self) -> dict[str, int]:
+        return json.loads(self.ask("stats"))
+
+    def clear_cache(self) -> None:
+        self.ask("clear-cache")
+
+    def wait_settled(self, threads: int, timeout: float = 15) -> dict[str, int]:
+        """Stats once the server is back to ``threads`` threads (sessions ended)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.stats()
+            if stats["threads"] <= threads or time.monotonic() > deadline:
+                return stats
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        try:
+            self.ask("quit")
+            self.process.wait(10)
+        except Exception:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Bench:
+    params: Params
+    ours: Server
+    bare: Server
+    home: Path
+    hash_seconds: float
+    rows: list[Row] = field(default_factory=list)
+
+    def servers(self, rep: int) -> list[Server]:
+        """Both servers, alternating which goes first."""
+        return [self.ours, self.bare] if rep % 2 == 0 else [self.bare, self.ours]
+
+    # --- goal 1: nothing Django-side blocks other sessions
+
+    async def _cold_logins(self, server: Server) -> tuple[float, float]:
+        """8 cold accounts log in at once while another session sends NOOPs.
+
+        Returns (seconds for the 8 logins, worst NOOP round trip).
+        """
+        server.clear_cache()
+        prober = await logged_in(HOST, server.port, MAIN_USER, PASSWORD)
+        await prober.rtt()
+        done = asyncio.Event()
+        worst = 0.0
+
+        async def probe() -> None:
+            nonlocal worst
+            while not done.is_set():
+                worst = max(worst, await prober.rtt())
+                await asyncio.sleep(0.005)
+
+        async def login(user: str) -> Control:
+            return await logged_in(HOST, server.port, user, PASSWORD)
+
+        probe_task = asyncio.create_task(probe())
+        start = time.perf_counter()
+        sessions = await asyncio.gather(*(login(user) for user in COLD_USERS))
+        elapsed = time.perf_counter() - start
+        done.set()
+        await probe_task
+        await close_all([*sessions, prober])
+        return elapsed, worst
+
+    def measure_isolation(self) -> None:
+        results: dict[str, list[tuple[float, float]]] = {"ours": [], "bare": []}
+        for rep in range(self.params.reps):
+            for server in self.servers(rep):
+                results[server.kind].append(asyncio.run(self._cold_logins(server)))
+        ours_login = statistics.median(r[0] for r in results["ours"])
+        bare_login = statistics.median(r[0] for r in results["bare"])
+        ours_noop = max(r[1] for r in results["ours"]) * 1000
+        bare_noop = max(r[1] for r in results["bare"]) * 1000
+        self.rows.append(Row("8 cold accounts log in at once", ours_login, bare_login, "s"))
+        budget = len(COLD_USERS) * self.hash_seconds
+        self.rows.append(
+            Row("  the same / (8 x one hash)", ours_login / budget, None, "",
+                "< 0.75", ours_login / budget < 0.75,
+                note=f"one hash = {self.hash_seconds:.3f} s")
+        )  # fmt: skip
+        self.rows.append(
+            Row("  worst NOOP of another session meanwhile", ours_noop, bare_noop, "ms",
+                "< 100 ms", ours_noop < 100)
+        )  # fmt: skip
+
+    # --- goal 2: verified-password cache
+
+    async def _burst(self, server: Server, count: int, warm: bool) -> tuple[float, int]:
+        before = server.stats()
+        if warm:
+            await close_all([await logged_in(HOST, server.port, MAIN_USER, PASSWORD)])
+        else:
+            server.clear_cache()
+        start = time.perf_counter()
+        sessions = await asyncio.gather(
+            *(logged_in(HOST, server.port, MAIN_USER, PASSWORD) for _ in range(count))
+        )
+        elapsed = time.perf_counter() - start
+        await close_all(sessions)
+        hashes = server.stats().get("hashes", 0) - before.get("hashes", 0)
+        return elapsed, hashes - (1 if warm and server.kind == "ours" else 0)
+
+    def measure_cache(self) -> None:
+        count = self.params.burst
+        warm: dict[str, list[float]] = {"ours": [], "bare": []}
+        for rep in range(self.params.reps):
+            for server in self.servers(rep):
+                warm[server.kind].append(asyncio.run(self._burst(server, count, True))[0])
+        ours = statistics.median(warm["ours"])
+        bare = statistics.median(warm["bare"])
+        self.rows.append(
+            Row(f"{count} logins at once, one account, cached", ours, bare, "s",
+                "<= 3 x bare", ours <= 3 * bare)
+        )  # fmt: skip
+        count = self.params.cold_burst
+        cold_ours, hashes = asyncio.run(self._burst(self.ours, count, False))
+        cold_bare, _ = asyncio.run(self._burst(self.bare, count, False))
+        self.rows.append(
+            Row(f"{count} logins at once, one account, cold cache", cold_ours, cold_bare, "s",
+                note=f"{hashes} hash(es) computed; 1.0 ran {count}")
+        )  # fmt: skip
+
+    # --- goal 3: no SQL after login
+
+    def _commands(self, server: Server) -> tuple[int, int, int]:
+        """Queries of a cold login, a cached login, and 220 ordinary commands."""
+        server.clear_cache()
+        counts = []
+        for _ in range(2):
+            before = server.stats().get("queries", 0)
+            ftp = ftplib.FTP()
+            ftp.connect(HOST, server.port, timeout=30)
+            ftp.login(MAIN_USER, PASSWORD)
+            ftp.voidcmd("NOOP")  # the login's receivers have run by now
+            counts.append(server.stats().get("queries", 0) - before)
+            if len(counts) == 1:
+                ftp.quit()
+        before = server.stats().get("queries", 0)
+        done = 0
+        sink: list[str] = []
+        ftp.voidcmd("TYPE I")  # SIZE is refused in ASCII mode
+        for _ in range(20):
+            ftp.pwd()
+            ftp.cwd("sub")
+            ftp.cwd("/")
+            ftp.voidcmd("NOOP")
+            ftp.size("small.bin")
+            ftp.voidcmd("MDTM small.bin")
+            ftp.retrlines("LIST", sink.append)
+            ftp.nlst()
+            ftp.retrbinary("RETR small.bin", lambda data: None)
+            ftp.voidcmd("NOOP")
+            ftp.pwd()
+            done += 11
+        assert done == 220
+        after = server.stats().get("queries", 0)
+        ftp.quit()
+        return counts[0], counts[1], after - before
+
+    def measure_queries(self) -> None:
+        cold, cached, commands = self._commands(self.ours)
+        self._commands(self.bare)  # same traffic, for symmetry of the run
+        self.rows.append(Row("SQL queries: login, cold cache", cold, 0, ""))
+        self.rows.append(Row("SQL queries: login, cached", cached, 0, ""))
+        self.rows.append(
+            Row("SQL queries: 220 commands after login", commands, 0, "", "0", commands == 0)
+        )
+
+    # --- goal 4: connections
+
+    def measure_connections(self) -> None:
+        async def idle(server: Server, count: int) -> dict[str, int]:
+            sessions = await open_many(HOST, server.port, MAIN_USER, PASSWORD, count)
+            for session in sessions[:10]:
+                await session.rtt()
+            stats = server.stats()
+            await close_all(sessions)
+            return stats
+
+        count = 100
+        stats = asyncio.run(idle(self.ours, count))
+        held = stats["db_connections"]
+        self.rows.append(
+            Row(f"DB connections held by {count} idle sessions", held, 0, "", "<= 3", held <= 3)
+        )
+
+        async def churn(server: Server, count: int) -> None:
+            limit = asyncio.Semaphore(20)
+
+            async def one() -> None:
+                async with limit:
+                    session = await logged_in(HOST, server.port, MAIN_USER, PASSWORD)
+                    await session.close()
+
+            await asyncio.gather(*(one() for _ in range(count)))
+
+        count = self.params.leak_sessions
+        leaks = {}
+        for server in (self.ours, self.bare):
+            base = server.wait_settled(threads=server.stats()["threads"])
+            start = time.perf_counter()
+            asyncio.run(churn(server, count))
+            elapsed = time.perf_counter() - start
+            after = server.wait_settled(threads=base["threads"])
+            leaks[server.kind] = (after["fds"] - base["fds"], after.get("db_connections", 0),
+                                  elapsed)  # fmt: skip
+        self.rows.append(
+            Row(f"{count} sessions (login, quit), 20 at a time", leaks["ours"][2],
+                leaks["bare"][2], "s")
+        )  # fmt: skip
+        self.rows.append(
+            Row("  descriptors leaked after them", leaks["ours"][0], leaks["bare"][0], "",
+                "0", leaks["ours"][0] <= 0)
+        )  # fmt: skip
+        self.rows.append(
+            Row("  DB connections open after them", leaks["ours"][1], 0, "", "0",
+                leaks["ours"][1] == 0)
+        )  # fmt: skip
+
+    # --- goal 5: transfers
+
+    def _transfer(self, server: Server, size: int) -> tuple[float, float]:
+        ftp = ftplib.FTP()
+        ftp.connect(HOST, server.port, timeout=60)
+        ftp.login(MAIN_USER, PASSWORD)
+        chunk = memoryview(bytes(MB))
+
+        class Source:
+            left = size
+
+            def read(self, n: int) -> memoryview:
+                n = min(n, self.left, len(chunk))
+                self.left -= n
+                return chunk[:n]
+
+        start = time.perf_counter()
+        ftp.storbinary("STOR upload.bin", Source(), blocksize=256 * 1024)
+        stor = size / MB / (time.perf_counter() - start)
+        received = 0
+
+        def sink(data: bytes) -> None:
+            nonlocal received
+            received += len(data)
+
+        start = time.perf_counter()
+        ftp.retrbinary("RETR big.bin", sink, blocksize=256 * 1024)
+        retr = size / MB / (time.perf_counter() - start)
+        assert received == size, (received, size)
+        ftp.delete("upload.bin")
+        ftp.quit()
+        return stor, retr
+
+    def measure_transfers(self) -> None:
+        size = self.params.transfer_mb * MB
+        with open(self.home / "big.bin", "wb") as out:
+            block = bytes(MB)
+            for _ in range(self.params.transfer_mb):
+                out.write(block)
+        results: dict[str, list[tuple[float, float]]] = {"ours": [], "bare": []}
+        for rep in range(self.params.reps):
+            for server in self.servers(rep):
+                results[server.kind].append(self._transfer(server, size))
+        for index, name in ((0, "STOR"), (1, "RETR")):
+            ours = max(r[index] for r in results["ours"])
+            bare = max(r[index] for r in results["bare"])
+            self.rows.append(
+                Row(f"{name} {self.params.transfer_mb} MB", ours, bare, "MB/s", ">= 0.9 x bare",
+                    ours >= 0.9 * bare)
+            )  # fmt: skip
+
+    # --- goal 6: many sessions
+
+    def _crowd(self, server: Server, count: int) -> tuple[float, float, float, float]:
+        """(KB per idle session, login s, NOOP ms, RETR MB/s) with ``count`` idle sessions."""
+
+        async def run() -> tuple[float, float, float, float]:
+            base = server.stats()
+            sessions = await open_many(HOST, server.port, MAIN_USER, PASSWORD, count)
+            crowded = server.stats()
+            per_session = (crowded["rss_kb"] - base["rss_kb"]) / count
+            start = time.perf_counter()
+            extra = await logged_in(HOST, server.port, MAIN_USER, PASSWORD)
+            login = time.perf_counter() - start
+            noop = min([await extra.rtt() for _ in range(5)]) * 1000
+            await extra.close()
+            retr = await asyncio.to_thread(self._retr_small, server)
+            await close_all(sessions)
+            return per_session, login, noop, retr
+
+        return asyncio.run(run())
+
+    def _retr_small(self, server: Server) -> float:
+        ftp = ftplib.FTP()
+        ftp.connect(HOST, server.port, timeout=60)
+        ftp.login(MAIN_USER, PASSWORD)
+        size = (self.home / "mid.bin").stat().st_size
+        start = time.perf_counter()
+        ftp.retrbinary("RETR mid.bin", lambda data: None, blocksize=256 * 1024)
+        speed = size / MB / (time.perf_counter() - start)
+        ftp.quit()
+        return speed
+
+    def measure_crowd(self) -> None:
+        count = self.params.idle_sessions
+        (self.home / "mid.bin").write_bytes(bytes(20 * MB))
+        results = {server.kind: self._crowd(server, count) for server in (self.ours, self.bare)}
+        ours, bare = results["ours"], results["bare"]
+        self.rows.append(Row(f"memory per idle session ({count} sessions)", ours[0], bare[0], "KB"))
+        self.rows.append(Row(f"  one more login with {count} idle", ours[1], bare[1], "s"))
+        self.rows.append(Row("  its NOOP round trip", ours[2], bare[2], "ms"))
+        self.rows.append(Row("  its RETR 20 MB", ours[3], bare[3], "MB/s"))
+
+
+def one_hash_seconds() -> tuple[float, str]:
+    """Median time of one check with Django's default hasher, and its name."""
+    from django.contrib.auth.hashers import check_password, get_hasher, make_password
+
+    hasher = get_hasher("default")
+    encoded = make_password(PASSWORD)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        assert check_password(PASSWORD, encoded)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), f"{hasher.algorithm}, {hasher.iterations} iterations"
+
+
+def prepare_database(home: Path) -> None:
+    """Migrate the throwaway database and create the accounts (one hash for all)."""
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+
+    from django_ftpserver.models import FTPUserAccount, FTPUserGroup
+
+    call_command("migrate", verbosity=0)
+    FTPUserAccount.objects.all().delete()
+    User.objects.filter(username__in=[MAIN_USER, *COLD_USERS]).delete()
+    encoded = make_password(PASSWORD)
+    group = FTPUserGroup.objects.get_or_create(name="bench", defaults={"permission": "elradfmwMT"})[0]
+    for name in [MAIN_USER, *COLD_USERS]:
+        user = User.objects.create(username=name, password=encoded)
+        FTPUserAccount.objects.create(user=user, group=group, home_dir=str(home))
+
+
+def create_postgres_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(host=os.environ.get("PGHOST", HOST), user="postgres",
+                         dbname="postgres", autocommit=True) as conn:  # fmt: skip
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def format_number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 10:
+        return f"{int(value)}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def table(rows: list[Row]) -> str:
+    header = ["measure", "ours", "bare pyftpdlib", "ours/bare", "goal", "met"]
+    lines = [header]
+    for row in rows:
+        unit = f" {row.unit}" if row.unit else ""
+        met = "" if row.met is None else ("yes" if row.met else "NO")
+        lines.append([
+            row.label,
+            format_number(row.ours) + (unit if row.ours is not None else ""),
+            format_number(row.bare) + (unit if row.bare is not None else ""),
+            "-" if row.ratio is None else f"{row.ratio:.2f}",
+            row.goal,
+            met,
+        ])  # fmt: skip
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for index, line in enumerate(lines):
+        out.append("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        if index == 0:
+            out.append("  ".join("-" * width for width in widths))
+    notes = [f"  {row.label.strip()}: {row.note}" for row in rows if row.note]
+    if notes:
+        out += ["", "notes:", *notes]
+    return "\n".join(out)
+
+
+MEASURES = {
+    "isolation": Bench.measure_isolation,
+    "cache": Bench.measure_cache,
+    "queries": Bench.measure_queries,
+    "connections": Bench.measure_connections,
+    "transfers": Bench.measure_transfers,
+    "crowd": Bench.measure_crowd,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller sizes")
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--only", action="append", choices=list(MEASURES),
+                        help="run only this measure (repeatable)")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    params = Params.for_mode(args.quick)
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+
+    workdir = Path(tempfile.mkdtemp(prefix="ftpserver-bench-"))
+    home = workdir / "home"
+    (home / "sub").mkdir(parents=True)
+    (home / "small.bin").write_bytes(os.urandom(4096))
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["BENCH_DB"] = args.db
+    env["BENCH_DB_PATH"] = str(workdir / "bench.sqlite3")
+    env.setdefault("BENCH_DB_NAME", "ftpserver_bench")
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+
+    import django
+
+    if args.db == "postgres":
+        create_postgres_database(env["BENCH_DB_NAME"])
+    django.setup()
+    prepare_database(home)
+    from django.db import connections
+
+    connections.close_all()
+    hash_seconds, hasher = one_hash_seconds()
+
+    started = time.perf_counter()
+    ours = Server.start("ours", home, env, workdir)
+    bare = Server.start("bare", home, env, workdir)
+    bench = Bench(params, ours, bare, home, hash_seconds)
+    try:
+        for name, measure in MEASURES.items():
+            if args.only and name not in args.only:
+                continue
+            print(f"measuring {name}...", file=sys.stderr, flush=True)
+            measure(bench)
+    finally:
+        ours.stop()
+        bare.stop()
+    elapsed = time.perf_counter() - started
+
+    import django as dj
+    import pyftpdlib
+
+    header = (
+        f"django-ftpserver vs bare pyftpdlib, {datetime.date.today().isoformat()}, "
+        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"load {os.getloadavg()[0]:.2f}\n"
+        f"Python {platform.python_version()}, Django {dj.__version__}, "
+        f"pyftpdlib {pyftpdlib.__ver__}, database {args.db}, hasher {hasher}, "
+        f"{'quick' if args.quick else 'full'} run in {elapsed:.0f} s"
+    )
+    print(header)
+    print()
+    print(table(bench.rows))
+    if args.json:
+        args.json.write_text(json.dumps({"header": header, "rows": [r.__dict__ for r in bench.rows]},
+                                        indent=2))  # fmt: skip
+    shutil.rmtree(workdir, ignore_errors=True)
+    if any(row.met is False for row in bench.rows):
+        sys.exit(1)

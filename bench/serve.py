@@ -1,0 +1,156 @@
+"""One benchmarked FTP server, run in a process of its own.
+
+``python -m bench.serve ours|bare --home DIR --password PW USER...``
+
+Prints ``READY <port>`` once listening, then answers one-line commands on
+stdin: ``stats`` (a JSON line: memory, threads, descriptors, and for ours
+the SQL queries run, the database connections open and the password hashes
+computed), ``clear-cache`` (forget verified passwords) and ``quit``.
+A process of its own per server keeps the memory figures apart and lets
+each server use the cores the way it would in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import weakref
+from typing import Any
+
+
+def _proc_status(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class Counters:
+    """SQL queries, open connections and hashes, seen from every thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.queries = 0
+        self.hashes = 0
+        self.wrappers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def count_query(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        with self.lock:
+            self.queries += 1
+        return execute(sql, params, many, context)
+
+    def install(self) -> None:
+        """Count queries on every connection any thread opens, and hashes."""
+        from django.contrib.auth import hashers
+        from django.db.backends.signals import connection_created
+
+        def created(sender: Any, connection: Any, **kwargs: Any) -> None:
+            self.wrappers.add(connection)
+            if self.count_query not in connection.execute_wrappers:
+                connection.execute_wrappers.append(self.count_query)
+
+        connection_created.connect(created, weak=False)
+
+        original = hashers.PBKDF2PasswordHasher.verify
+
+        def verify(hasher: Any, password: str, encoded: str) -> bool:
+            with self.lock:
+                self.hashes += 1
+            return original(hasher, password, encoded)
+
+        hashers.PBKDF2PasswordHasher.verify = verify
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            return {
+                "queries": self.queries,
+                "hashes": self.hashes,
+                "db_connections": sum(1 for w in list(self.wrappers) if w.connection is not None),
+            }
+
+
+def build_ours(args: argparse.Namespace) -> tuple[Any, Any, Any, Counters | None]:
+    import django
+
+    django.setup()
+    counters = Counters()
+    counters.install()
+    from django_ftpserver.server import FTPServerConfig, FTPServerRunner
+
+    runner = FTPServerRunner(FTPServerConfig(host="127.0.0.1", port=0))
+    server = runner.create_server()
+
+    def run() -> None:
+        runner.run()
+
+    def clear_cache() -> None:
+        server.handler.authorizer.password_cache.clear()
+
+    return server, run, (runner.stop, clear_cache), counters
+
+
+def build_bare(args: argparse.Namespace) -> tuple[Any, Any, Any, Counters | None]:
+    from pyftpdlib.authorizers import DummyAuthorizer
+    from pyftpdlib.handlers import FTPHandler
+    from pyftpdlib.servers import FTPServer
+
+    authorizer = DummyAuthorizer()
+    for user in args.users:
+        authorizer.add_user(user, args.password, args.home, perm="elradfmwMT")
+    handler = type("BareHandler", (FTPHandler,), {"authorizer": authorizer})
+    server = FTPServer(("127.0.0.1", 0), handler)
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            server.ioloop.loop(0.5, blocking=False)
+        server.close_all()
+
+    return server, run, (stop.set, lambda: None), None
+
+
+def control(stop: Any, clear_cache: Any, counters: Counters | None) -> None:
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "stats":
+            stats = {
+                "rss_kb": _proc_status("VmRSS"),
+                "threads": threading.active_count(),
+                "fds": len(os.listdir("/proc/self/fd")),
+            }
+            if counters is not None:
+                stats.update(counters.stats())
+            print(json.dumps(stats), flush=True)
+        elif command == "clear-cache":
+            clear_cache()
+            print("ok", flush=True)
+        elif command == "quit":
+            break
+        else:
+            print(f"error unknown command {command!r}", flush=True)
+    stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.serve")
+    parser.add_argument("kind", choices=["ours", "bare"])
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--password", required=True)
+    parser.add_argument("users", nargs="+")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+    build = build_ours if args.kind == "ours" else build_bare
+    server, run, (stop, clear_cache), counters = build(args)
+    print(f"READY {server.address[1]}", flush=True)
+    threading.Thread(target=control, args=(stop, clear_cache, counters), daemon=True).start()
+    run()
+
+
+if __name__ == "__main__":
+    main()
