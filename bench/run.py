@@ -132,6 +132,9 @@ class Bench:
     home: Path
     hash_seconds: float
     rows: list[Row] = field(default_factory=list)
+    cpu_per_login: dict[str, list[float]] = field(
+        default_factory=lambda: {"ours": [], "bare": []}
+    )
 
     def servers(self, rep: int) -> list[Server]:
         """Both servers, alternating which goes first."""
@@ -192,19 +195,20 @@ class Bench:
     # --- goal 2: verified-password cache
 
     async def _burst(self, server: Server, count: int, warm: bool) -> tuple[float, int]:
-        before = server.stats()
         if warm:
             await close_all([await logged_in(HOST, server.port, MAIN_USER, PASSWORD)])
         else:
             server.clear_cache()
+        before = server.stats()
         start = time.perf_counter()
         sessions = await asyncio.gather(
             *(logged_in(HOST, server.port, MAIN_USER, PASSWORD) for _ in range(count))
         )
         elapsed = time.perf_counter() - start
+        after = server.stats()
         await close_all(sessions)
-        hashes = server.stats().get("hashes", 0) - before.get("hashes", 0)
-        return elapsed, hashes - (1 if warm and server.kind == "ours" else 0)
+        self.cpu_per_login[server.kind].append((after["cpu_s"] - before["cpu_s"]) / count)
+        return elapsed, after.get("hashes", 0) - before.get("hashes", 0)
 
     def measure_cache(self) -> None:
         count = self.params.burst
@@ -218,6 +222,9 @@ class Bench:
             Row(f"{count} logins at once, one account, cached", ours, bare, "s",
                 "<= 3 x bare", ours <= 3 * bare)
         )  # fmt: skip
+        ours = statistics.median(self.cpu_per_login["ours"]) * 1000
+        bare = statistics.median(self.cpu_per_login["bare"]) * 1000
+        self.rows.append(Row("  server CPU per cached login", ours, bare, "ms"))
         count = self.params.cold_burst
         cold_ours, hashes = asyncio.run(self._burst(self.ours, count, False))
         cold_bare, _ = asyncio.run(self._burst(self.bare, count, False))

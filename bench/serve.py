@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import sys
 import threading
 import weakref
@@ -118,7 +119,9 @@ def control(stop: Any, clear_cache: Any, counters: Counters | None) -> None:
     for line in sys.stdin:
         command = line.strip()
         if command == "stats":
+            usage = resource.getrusage(resource.RUSAGE_SELF)
             stats = {
+                "cpu_s": usage.ru_utime + usage.ru_stime,
                 "rss_kb": _proc_status("VmRSS"),
                 "threads": threading.active_count(),
                 "fds": len(os.listdir("/proc/self/fd")),

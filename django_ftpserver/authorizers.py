@@ -4,9 +4,9 @@ Cost model, the reason for the shape of this module:
 
 * A login runs Django's ``authenticate()`` (a password hash: ~0.1-1 s of CPU
   with the default PBKDF2 hasher) and one query that loads the account with
-  its user and group. Sessions run on their own threads, and hashlib releases
-  the GIL while hashing, so logins use every core and never stall other
-  sessions.
+  its user and group. It runs off the thread that serves the client's I/O,
+  and hashlib releases the GIL while hashing, so logins use every core and
+  never stall other sessions.
 * A verified password is remembered in process memory (``PasswordCache``),
   so a client that logs in again and again, the usual pattern of cameras and
   scanners, costs one query instead of a hash. Concurrent logins with the
@@ -15,12 +15,14 @@ Cost model, the reason for the shape of this module:
   permissions are loaded once into an ``AccountSnapshot`` that the session
   keeps (``SessionAuthorizer``). Changes to an account apply from its next
   login.
-* A session never keeps a database connection: the connections its thread
-  opened for the login are closed as soon as the login is answered, so idle
-  sessions hold none and a database restart between two logins goes
-  unnoticed. A database error during a login is retried once on a new
-  connection, then answered with a 530 reply, never with a dropped
-  connection.
+* The queries and the hash of a login run on a few worker threads
+  (``workers.DatabaseWorkers``, cores + 1 by default) that keep their
+  connections while logins keep coming and close them when idle. Session
+  threads never open a connection for a login, so idle sessions hold none,
+  and a burst of logins uses as many connections as there are workers.
+* A database error during a login (a restarted server, "server has gone
+  away") is retried once on a new connection, then answered with a 530
+  reply, never with a dropped client.
 """
 
 from __future__ import annotations
@@ -35,16 +37,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from django.contrib.auth import authenticate, get_user_model
 from django.db import Error as DBError
-from django.db import InterfaceError, OperationalError, router, transaction
+from django.db import InterfaceError, OperationalError, connections, router, transaction
 from django.utils import timezone
 from pyftpdlib.authorizers import AuthenticationFailed, AuthorizerError
 
 from . import dispatch, models
 from .conf import conf
+from .workers import DatabaseWorkers
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +219,13 @@ class LastLoginRecorder:
         self._finished = 0
         self._writing = False
 
-    def record(self, account_pk: Any, when: Any) -> None:
+    def record(self, account_pk: Any, when: Any, run: Callable[..., Any] | None = None) -> None:
+        """Store ``when`` as the last login of ``account_pk``; return once stored.
+
+        The caller waits on its own thread; only the thread writing a batch
+        calls ``run(func, *args)`` (the login workers) to do the writing, so
+        waiting logins do not hold workers that other logins need.
+        """
         with self._condition:
             previous = self._pending.get(account_pk)
             if previous is None or when > previous:
@@ -238,7 +248,10 @@ class LastLoginRecorder:
                 return
         try:
             with contextlib.suppress(AuthorizerError):  # logged by retry_db
-                retry_db(self._write, batch)
+                if run is None:
+                    retry_db(self._write, batch)
+                else:
+                    run(retry_db, self._write, batch)
         finally:
             with self._condition:
                 self._finished = self._started
@@ -254,6 +267,125 @@ class LastLoginRecorder:
         with transaction.atomic(using=router.db_for_write(self.model)):
             for pk, when in batch.items():
                 manager.filter(pk=pk).update(last_login=when)
+
+
+class AccountLookup:
+    """The one query of a cached login, compiled once per database.
+
+    Compiling the account query (a join of account, user and group) costs
+    Django's ORM about 0.3 ms of CPU under the GIL, more than all the rest
+    of a cached login; a burst of 100 logins spent most of its time there.
+    The SQL is built by the ORM once, for the model and user model in use,
+    and then only executed. Rows come back as plain values, normalized with
+    each field's ``to_python`` so that they compare equal to the values of
+    model instances (the cache fingerprint is built from those at a miss).
+    """
+
+    _SENTINEL = "\x00django-ftpserver-username\x00"
+
+    def __init__(self, model: type[models.FTPUserAccount]) -> None:
+        self.model = model
+        self.user_model = get_user_model()
+        username_field = self.user_model.USERNAME_FIELD
+        self._has_is_active = any(
+            f.name == "is_active" for f in self.user_model._meta.concrete_fields
+        )
+        self._names = [
+            "pk",
+            "user_id",
+            "group_id",
+            "home_dir",
+            f"user__{username_field}",
+            "user__password",
+            "group__home_dir",
+            "group__permission",
+        ]
+        if self._has_is_active:
+            self._names.append("user__is_active")
+        self._filter = f"user__{username_field}"
+        self._compiled: dict[str, tuple[str, list[Any], int] | None] = {}
+        meta = model._meta
+        self._account_pk = meta.pk.to_python
+        self._user_pk = meta.get_field("user").target_field.to_python
+        self._group_pk = meta.get_field("group").target_field.to_python
+
+    def _compile(self, alias: str) -> tuple[str, list[Any], int] | None:
+        queryset = (
+            self.model._default_manager.using(alias)
+            .filter(**{self._filter: self._SENTINEL})
+            .values_list(*self._names)
+        )
+        sql, params = queryset.query.get_compiler(using=alias).as_sql()
+        params = list(params)
+        where = [i for i, value in enumerate(params) if value == self._SENTINEL]
+        if len(where) != 1:  # a backend that rewrites the value: use the ORM
+            return None
+        return sql, params, where[0]
+
+    def fetch(self, username: str) -> dict[str, Any] | None:
+        """The account row of ``username``, or ``None`` (none, or no fast path)."""
+        alias = router.db_for_read(self.model)
+        if alias not in self._compiled:
+            self._compiled[alias] = self._compile(alias)
+        compiled = self._compiled[alias]
+        if compiled is None:
+            return None
+        sql, params, index = compiled
+        params = list(params)
+        params[index] = username
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchmany(2)
+        if len(rows) != 1:
+            return None
+        row = dict(zip(self._names, rows[0], strict=True))
+        row["pk"] = self._account_pk(row["pk"])
+        row["user_id"] = self._user_pk(row["user_id"])
+        row["group_id"] = self._group_pk(row["group_id"])
+        row["user__is_active"] = bool(row.get("user__is_active", True))
+        return row
+
+    def fingerprint(self, row: dict[str, Any]) -> tuple:
+        """Equal to ``FTPAccountAuthorizer._fingerprint`` of the same account."""
+        return (
+            row["user_id"],
+            row["user__password"],
+            row["user__is_active"],
+            row["pk"],
+            row["group_id"],
+        )
+
+    def snapshot(self, row: dict[str, Any]) -> AccountSnapshot:
+        """The snapshot, through the model's own methods, without a query.
+
+        The methods run on a stand-in holding the row's values: three model
+        instances would cost more than the query itself.
+        """
+        username = row[self._names[4]]
+
+        def get_username() -> str:
+            return username
+
+        group = SimpleNamespace(
+            pk=row["group_id"], home_dir=row["group__home_dir"], permission=row["group__permission"]
+        )
+        account = SimpleNamespace(
+            pk=row["pk"],
+            user_id=row["user_id"],
+            group_id=row["group_id"],
+            group=group,
+            home_dir=row["home_dir"],
+            user=SimpleNamespace(get_username=get_username),
+            get_username=get_username,
+        )
+        model = models.FTPUserAccount
+        return AccountSnapshot(
+            username=username,
+            user_pk=row["user_id"],
+            account_pk=row["pk"],
+            home_dir=model.get_home_dir(account),  # type: ignore[arg-type]
+            permission=model.get_perms(account),  # type: ignore[arg-type]
+        )
 
 
 def _get_personate_user_class() -> type:
@@ -286,6 +418,8 @@ class FTPAccountAuthorizer:
         self.username_field = get_user_model().USERNAME_FIELD
         self.password_cache = PasswordCache()
         self.last_login_recorder = LastLoginRecorder(self.model)
+        self.workers = DatabaseWorkers(conf.AUTH_WORKERS)
+        self.account_lookup = AccountLookup(self.model)
         if file_access_user:
             personate_user_class = self.personate_user_class or _get_personate_user_class()
             self.personate_user = personate_user_class(file_access_user)
@@ -360,20 +494,49 @@ class FTPAccountAuthorizer:
     def validate_authentication(self, username: str, password: str, handler: Any) -> None:
         """Check the password; on success give ``handler`` its session view.
 
-        Called on the session's own thread (see ``server.DjangoFTPServer``).
-        After a failure the thread's database connections are closed here;
-        after a success, by ``SessionAuthorizer.get_msg_login``, the last
-        step of a login.
+        The check (queries and hash) runs on one of the ``workers``; the
+        session's thread waits for it and opens no database connection.
         """
-        try:
-            account = self._retry_db(self.authenticate, username, password)
-            snapshot = AccountSnapshot.from_account(account)
-        except BaseException:
-            if handler is not None:
-                dispatch.release_connections()
-            raise
+        snapshot = self.workers.run(self._login, username, password)
         if handler is not None:
             handler.authorizer = SessionAuthorizer(self, snapshot)
+
+    def _login(self, username: str, password: str) -> AccountSnapshot:
+        snapshot = retry_db(self._cached_login, username, password)
+        if snapshot is not None:
+            return snapshot
+        return AccountSnapshot.from_account(retry_db(self.authenticate, username, password))
+
+    def _cached_login(self, username: str, password: str) -> AccountSnapshot | None:
+        """The snapshot if the password is in the cache, checked with the fast query.
+
+        ``None`` sends the login through ``authenticate()``: a miss, no
+        account, or a subclass that changed how accounts are found.
+        """
+        cls = type(self)
+        if (
+            conf.AUTH_CACHE_TIMEOUT <= 0
+            or cls.get_account is not FTPAccountAuthorizer.get_account
+            or cls.authenticate is not FTPAccountAuthorizer.authenticate
+            or cls._fingerprint is not FTPAccountAuthorizer._fingerprint
+            or self.model is not models.FTPUserAccount
+        ):
+            return None
+        row = self.account_lookup.fetch(username)
+        if row is None or not row["user__is_active"]:
+            return None
+        key = self.password_cache.key(username, password)
+        if not self.password_cache.hit(key, self.account_lookup.fingerprint(row)):
+            return None
+        return self.account_lookup.snapshot(row)
+
+    def record_login(self, snapshot: AccountSnapshot) -> None:
+        """Store the login time of ``snapshot``'s account (on a worker)."""
+        self.last_login_recorder.record(snapshot.account_pk, timezone.now(), self.workers.run)
+
+    def close(self) -> None:
+        """Stop the workers and close their database connections."""
+        self.workers.close()
 
     def get_home_dir(self, username: str) -> str:
         account = self.get_account(username)
@@ -432,19 +595,18 @@ class SessionAuthorizer:
         return self.snapshot.home_dir
 
     def get_msg_login(self, username: str) -> str:
-        """Record the login time, then close the session thread's connections.
+        """Record the login time; pyftpdlib calls this last, before the 230 reply.
 
-        pyftpdlib calls this last in a successful login, before the 230
-        reply: from here on the session needs no database. A failure to
-        record the time is logged; it does not refuse a verified login.
+        A failure to record the time is logged; it does not refuse a
+        verified login.
         """
-        try:
-            if type(self.base).get_msg_login is not FTPAccountAuthorizer.get_msg_login:
+        if type(self.base).get_msg_login is not FTPAccountAuthorizer.get_msg_login:
+            try:
                 return self.base.get_msg_login(username)  # a project's own message
-            self.base.last_login_recorder.record(self.snapshot.account_pk, timezone.now())
-            return "welcome."
-        finally:
-            dispatch.release_connections()
+            finally:
+                dispatch.release_connections()
+        self.base.record_login(self.snapshot)
+        return "welcome."
 
     def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
         return self.snapshot.has_perm(perm, path)

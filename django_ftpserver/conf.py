@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_AUTHORIZER": "django_ftpserver.authorizers.FTPAccountAuthorizer",
     "FTPSERVER_FILESYSTEM": None,
     "FTPSERVER_AUTH_CACHE_TIMEOUT": 300,
+    "FTPSERVER_AUTH_WORKERS": None,
     "FTPSERVER_TLS_CONTROL_REQUIRED": True,
     "FTPSERVER_TLS_DATA_REQUIRED": True,
 }
@@ -121,6 +122,12 @@ class Settings:
     @property
     def AUTH_CACHE_TIMEOUT(self) -> float:
         return float(get("FTPSERVER_AUTH_CACHE_TIMEOUT"))
+
+    @property
+    def AUTH_WORKERS(self) -> int | None:
+        """Threads running logins' queries and hashes; ``None``: cores + 1, at most 8."""
+        value = get("FTPSERVER_AUTH_WORKERS")
+        return None if value is None else int(value)
 
     @property
     def TLS_CONTROL_REQUIRED(self) -> bool:
