@@ -24,7 +24,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bench.client import Control, close_all, logged_in, open_many
 
@@ -48,10 +47,17 @@ class Params:
     @classmethod
     def for_mode(cls, quick: bool) -> Params:
         if quick:
-            return cls(reps=1, transfer_mb=50, idle_sessions=100, leak_sessions=200, burst=100,
-                       cold_burst=50)
-        return cls(reps=3, transfer_mb=200, idle_sessions=500, leak_sessions=1000, burst=100,
-                   cold_burst=50)
+            return cls(
+                reps=1,
+                transfer_mb=50,
+                idle_sessions=100,
+                leak_sessions=200,
+                burst=100,
+                cold_burst=50,
+            )
+        return cls(
+            reps=3, transfer_mb=200, idle_sessions=500, leak_sessions=1000, burst=100, cold_burst=50
+        )
 
 
 @dataclass
@@ -83,12 +89,27 @@ class Server:
     def start(cls, kind: str, home: Path, env: dict[str, str], workdir: Path) -> Server:
         log = workdir / f"{kind}.log"
         users = [MAIN_USER, *COLD_USERS]
+        stderr = open(log, "w")  # noqa: SIM115 - the child writes it for its lifetime
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.serve", kind, "--home", str(home),
-             "--password", PASSWORD, *users],
-            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=open(log, "w"), text=True, bufsize=1,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "bench.serve",
+                kind,
+                "--home",
+                str(home),
+                "--password",
+                PASSWORD,
+                *users,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            bufsize=1,
+        )
         line = process.stdout.readline()
         if not line.startswith("READY "):
             process.kill()
@@ -132,9 +153,7 @@ class Bench:
     home: Path
     hash_seconds: float
     rows: list[Row] = field(default_factory=list)
-    cpu_per_login: dict[str, list[float]] = field(
-        default_factory=lambda: {"ours": [], "bare": []}
-    )
+    cpu_per_login: dict[str, list[float]] = field(default_factory=lambda: {"ours": [], "bare": []})
 
     def servers(self, rep: int) -> list[Server]:
         """Both servers, alternating which goes first."""
@@ -183,14 +202,26 @@ class Bench:
         self.rows.append(Row("8 cold accounts log in at once", ours_login, bare_login, "s"))
         budget = len(COLD_USERS) * self.hash_seconds
         self.rows.append(
-            Row("  the same / (8 x one hash)", ours_login / budget, None, "",
-                "< 0.75", ours_login / budget < 0.75,
-                note=f"one hash = {self.hash_seconds:.3f} s")
-        )  # fmt: skip
+            Row(
+                "  the same / (8 x one hash)",
+                ours_login / budget,
+                None,
+                "",
+                "< 0.75",
+                ours_login / budget < 0.75,
+                note=f"one hash = {self.hash_seconds:.3f} s",
+            )
+        )
         self.rows.append(
-            Row("  worst NOOP of another session meanwhile", ours_noop, bare_noop, "ms",
-                "< 100 ms", ours_noop < 100)
-        )  # fmt: skip
+            Row(
+                "  worst NOOP of another session meanwhile",
+                ours_noop,
+                bare_noop,
+                "ms",
+                "< 100 ms",
+                ours_noop < 100,
+            )
+        )
 
     # --- goal 2: verified-password cache
 
@@ -219,9 +250,15 @@ class Bench:
         ours = statistics.median(warm["ours"])
         bare = statistics.median(warm["bare"])
         self.rows.append(
-            Row(f"{count} logins at once, one account, cached", ours, bare, "s",
-                "<= 3 x bare", ours <= 3 * bare)
-        )  # fmt: skip
+            Row(
+                f"{count} logins at once, one account, cached",
+                ours,
+                bare,
+                "s",
+                "<= 3 x bare",
+                ours <= 3 * bare,
+            )
+        )
         ours = statistics.median(self.cpu_per_login["ours"]) * 1000
         bare = statistics.median(self.cpu_per_login["bare"]) * 1000
         self.rows.append(Row("  server CPU per cached login", ours, bare, "ms"))
@@ -229,9 +266,14 @@ class Bench:
         cold_ours, hashes = asyncio.run(self._burst(self.ours, count, False))
         cold_bare, _ = asyncio.run(self._burst(self.bare, count, False))
         self.rows.append(
-            Row(f"{count} logins at once, one account, cold cache", cold_ours, cold_bare, "s",
-                note=f"{hashes} hash(es) computed; 1.0 ran {count}")
-        )  # fmt: skip
+            Row(
+                f"{count} logins at once, one account, cold cache",
+                cold_ours,
+                cold_bare,
+                "s",
+                note=f"{hashes} hash(es) computed; 1.0 ran {count}",
+            )
+        )
 
     # --- goal 3: no SQL after login
 
@@ -319,24 +361,50 @@ class Bench:
             # session threads after 60 s without a session.
             time.sleep(6)
             after = server.stats()
-            leaks[server.kind] = (after["fds"] - base["fds"], after.get("db_connections", 0),
-                                  elapsed, right_after)  # fmt: skip
+            leaks[server.kind] = (
+                after["fds"] - base["fds"],
+                after.get("db_connections", 0),
+                elapsed,
+                right_after,
+            )
         self.rows.append(
-            Row(f"{count} sessions (login, quit), 20 at a time", leaks["ours"][2],
-                leaks["bare"][2], "s")
-        )  # fmt: skip
+            Row(
+                f"{count} sessions (login, quit), 20 at a time",
+                leaks["ours"][2],
+                leaks["bare"][2],
+                "s",
+            )
+        )
         self.rows.append(
-            Row("  descriptors leaked after them", leaks["ours"][0], leaks["bare"][0], "",
-                "0", leaks["ours"][0] <= 0)
-        )  # fmt: skip
+            Row(
+                "  descriptors leaked after them",
+                leaks["ours"][0],
+                leaks["bare"][0],
+                "",
+                "0",
+                leaks["ours"][0] <= 0,
+            )
+        )
         self.rows.append(
-            Row("  DB connections open right after them", leaks["ours"][3], 0, "", "<= 3",
-                leaks["ours"][3] <= 3)
-        )  # fmt: skip
+            Row(
+                "  DB connections open right after them",
+                leaks["ours"][3],
+                0,
+                "",
+                "<= 3",
+                leaks["ours"][3] <= 3,
+            )
+        )
         self.rows.append(
-            Row("  DB connections open 6 s later", leaks["ours"][1], 0, "", "0",
-                leaks["ours"][1] == 0)
-        )  # fmt: skip
+            Row(
+                "  DB connections open 6 s later",
+                leaks["ours"][1],
+                0,
+                "",
+                "0",
+                leaks["ours"][1] == 0,
+            )
+        )
 
     # --- goal 5: transfers
 
@@ -385,9 +453,15 @@ class Bench:
             ours = max(r[index] for r in results["ours"])
             bare = max(r[index] for r in results["bare"])
             self.rows.append(
-                Row(f"{name} {self.params.transfer_mb} MB", ours, bare, "MB/s", ">= 0.9 x bare",
-                    ours >= 0.9 * bare)
-            )  # fmt: skip
+                Row(
+                    f"{name} {self.params.transfer_mb} MB",
+                    ours,
+                    bare,
+                    "MB/s",
+                    ">= 0.9 x bare",
+                    ours >= 0.9 * bare,
+                )
+            )
 
     # --- goal 6: many sessions
 
@@ -458,7 +532,9 @@ def prepare_database(home: Path) -> None:
     FTPUserAccount.objects.all().delete()
     User.objects.filter(username__in=[MAIN_USER, *COLD_USERS]).delete()
     encoded = make_password(PASSWORD)
-    group = FTPUserGroup.objects.get_or_create(name="bench", defaults={"permission": "elradfmwMT"})[0]
+    group, _ = FTPUserGroup.objects.get_or_create(
+        name="bench", defaults={"permission": "elradfmwMT"}
+    )
     for name in [MAIN_USER, *COLD_USERS]:
         user = User.objects.create(username=name, password=encoded)
         FTPUserAccount.objects.create(user=user, group=group, home_dir=str(home))
@@ -467,8 +543,9 @@ def prepare_database(home: Path) -> None:
 def create_postgres_database(name: str) -> None:
     import psycopg
 
-    with psycopg.connect(host=os.environ.get("PGHOST", HOST), user="postgres",
-                         dbname="postgres", autocommit=True) as conn:  # fmt: skip
+    with psycopg.connect(
+        host=os.environ.get("PGHOST", HOST), user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
 
@@ -491,18 +568,21 @@ def table(rows: list[Row]) -> str:
     for row in rows:
         unit = f" {row.unit}" if row.unit else ""
         met = "" if row.met is None else ("yes" if row.met else "NO")
-        lines.append([
-            row.label,
-            format_number(row.ours) + (unit if row.ours is not None else ""),
-            format_number(row.bare) + (unit if row.bare is not None else ""),
-            "-" if row.ratio is None else f"{row.ratio:.2f}",
-            row.goal,
-            met,
-        ])  # fmt: skip
+        lines.append(
+            [
+                row.label,
+                format_number(row.ours) + (unit if row.ours is not None else ""),
+                format_number(row.bare) + (unit if row.bare is not None else ""),
+                "-" if row.ratio is None else f"{row.ratio:.2f}",
+                row.goal,
+                met,
+            ]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for index, line in enumerate(lines):
-        out.append("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        cells = zip(line, widths, strict=True)
+        out.append("  ".join(cell.ljust(width) for cell, width in cells).rstrip())
         if index == 0:
             out.append("  ".join("-" * width for width in widths))
     notes = [f"  {row.label.strip()}: {row.note}" for row in rows if row.note]
@@ -525,8 +605,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller sizes")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--only", action="append", choices=list(MEASURES),
-                        help="run only this measure (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--only", action="append", choices=list(MEASURES), help="run only this measure (repeatable)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     params = Params.for_mode(args.quick)
@@ -588,8 +669,8 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(table(bench.rows))
     if args.json:
-        args.json.write_text(json.dumps({"header": header, "rows": [r.__dict__ for r in bench.rows]},
-                                        indent=2))  # fmt: skip
+        figures = {"header": header, "rows": [row.__dict__ for row in bench.rows]}
+        args.json.write_text(json.dumps(figures, indent=2))
     shutil.rmtree(workdir, ignore_errors=True)
     if any(row.met is False for row in bench.rows):
         sys.exit(1)

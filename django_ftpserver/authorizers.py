@@ -497,7 +497,15 @@ class FTPAccountAuthorizer:
         The check (queries and hash) runs on one of the ``workers``; the
         session's thread waits for it and opens no database connection.
         """
-        snapshot = self.workers.run(self._login, username, password)
+        try:
+            snapshot = self.workers.run(self._login, username, password)
+        except (AuthenticationFailed, AuthorizerError):
+            raise
+        except Exception as exc:
+            # An authentication backend's bug: a 530 and a logged traceback,
+            # not a dropped client.
+            logger.exception("error while checking the login of %r", username)
+            raise AuthorizerError("Login unavailable, try again later.") from exc
         if handler is not None:
             handler.authorizer = SessionAuthorizer(self, snapshot)
 

@@ -15,11 +15,11 @@ order.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import logging
 import os
-import queue
 import select
 import signal
 import threading
@@ -82,7 +82,12 @@ class DjangoFTPServer(ThreadedFTPServer):
     ) -> None:
         self._lock = threading.Lock()
         self._exit = threading.Event()
-        self._sessions: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Sessions waiting for a thread, and the count of idle threads not
+        # yet handed one, both under one condition: a thread that took a
+        # session but had not yet said so must not pass for idle, or the
+        # next session waits for the end of that one.
+        self._handoff = threading.Condition(self._lock)
+        self._sessions: collections.deque[Any] = collections.deque()
         self._session_threads: set[threading.Thread] = set()
         self._idle_threads = 0
         self._active_sessions = 0
@@ -102,7 +107,8 @@ class DjangoFTPServer(ThreadedFTPServer):
             return len(self._session_threads)
 
     def _map_len(self) -> int:
-        return self._active_sessions
+        # Sessions plus the listening socket, as pyftpdlib's own count goes.
+        return self._active_sessions + 1
 
     def _refresh_tasks(self) -> None:
         pass  # threads leave the set themselves
@@ -116,8 +122,7 @@ class DjangoFTPServer(ThreadedFTPServer):
                 os.write(self._wake_write, b"x")  # never read: wakes every loop
             with self._lock:
                 threads = list(self._session_threads)
-            for _ in threads:
-                self._sessions.put(None)
+                self._handoff.notify_all()
             for thread in threads:
                 thread.join(self.join_timeout)
                 if thread.is_alive():
@@ -160,37 +165,36 @@ class DjangoFTPServer(ThreadedFTPServer):
             return
         with self._lock:
             self._active_sessions += 1
-            self._sessions.put((handler, refuse, f"{addr[0]}:{addr[1]}"))
-            start = self._sessions.qsize() > self._idle_threads
-            if start:
-                thread = threading.Thread(target=self._session_thread, name="ftp-session")
-                thread.daemon = True
-                self._session_threads.add(thread)
-        if start:
-            thread.start()
+            self._sessions.append((handler, refuse, f"{addr[0]}:{addr[1]}"))
+            if self._idle_threads:
+                self._idle_threads -= 1
+                self._handoff.notify()
+                return
+            thread = threading.Thread(target=self._session_thread, name="ftp-session")
+            thread.daemon = True
+            self._session_threads.add(thread)
+        thread.start()
+
+    def _next_session(self) -> Any:
+        """The next session to serve, or ``None`` when this thread is to end."""
+        with self._lock:
+            while not self._sessions:
+                if self._exit.is_set():
+                    return None
+                self._idle_threads += 1
+                if not self._handoff.wait(self.thread_idle_timeout):
+                    self._idle_threads -= 1  # nobody handed this thread a session
+                    if not self._sessions:
+                        return None
+            return self._sessions.popleft()
 
     def _session_thread(self) -> None:
         me = threading.current_thread()
         try:
             while True:
-                with self._lock:
-                    self._idle_threads += 1
-                try:
-                    item = self._sessions.get(timeout=self.thread_idle_timeout)
-                except queue.Empty:
-                    with self._lock:
-                        self._idle_threads -= 1
-                        # A session queued since the timeout counted on this
-                        # thread being idle: stay for it.
-                        if self._sessions.empty() or self._exit.is_set():
-                            self._session_threads.discard(me)
-                            return
-                    continue
-                with self._lock:
-                    self._idle_threads -= 1
-                    if item is None:
-                        self._session_threads.discard(me)
-                        return
+                item = self._next_session()
+                if item is None:
+                    return
                 handler, refuse, peer = item
                 me.name = f"ftp-session {peer}"
                 try:

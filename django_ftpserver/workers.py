@@ -18,9 +18,9 @@ ends, so an idle server holds no database connection.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
-import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -37,66 +37,73 @@ def default_size() -> int:
 
 
 class DatabaseWorkers:
-    """A pool of at most ``size`` threads, started on demand, ending when idle."""
+    """A pool of at most ``size`` threads, started on demand, ending when idle.
+
+    A task goes to a waiting worker if there is one, else to a new worker
+    if there are fewer than ``size``, else it waits for the next free one.
+    The count of waiting workers is kept under the same lock as the tasks:
+    a worker that took a task but had not yet said so must not pass for
+    idle, or two logins that need two workers at once get one.
+    """
 
     _names = itertools.count(1)
 
     def __init__(self, size: int | None = None, idle_timeout: float = 5.0) -> None:
         self.size = max(1, size or default_size())
         self.idle_timeout = idle_timeout
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._condition = threading.Condition()
+        self._tasks: collections.deque[tuple[Callable[..., Any], tuple, Future]] = (
+            collections.deque()
+        )
         self._threads: set[threading.Thread] = set()
-        self._idle = 0
+        self._idle = 0  # waiting workers not yet handed a task
         self._closed = False
 
     def run(self, func: Callable[..., T], *args: Any) -> T:
         """Run ``func(*args)`` on a worker; return its result or raise its error."""
         future: Future[T] = Future()
-        with self._lock:
-            if self._closed:
-                closed = True
-            else:
+        with self._condition:
+            if not self._closed:
+                self._tasks.append((func, args, future))
+                if self._idle:
+                    self._idle -= 1
+                    self._condition.notify()
+                elif len(self._threads) < self.size:
+                    thread = threading.Thread(
+                        target=self._work,
+                        name=f"ftp-login-worker-{next(self._names)}",
+                        daemon=True,
+                    )
+                    self._threads.add(thread)
+                    thread.start()
                 closed = False
-                self._queue.put((func, args, future))
-                # Start a worker unless idle ones are enough for the queue.
-                if len(self._threads) < self.size and self._queue.qsize() > self._idle:
-                    self._start_worker()
+            else:
+                closed = True
         if closed:  # shutting down: do it here rather than fail the login
             return func(*args)
         return future.result()
 
-    def _start_worker(self) -> None:
-        thread = threading.Thread(
-            target=self._work, name=f"ftp-login-worker-{next(self._names)}", daemon=True
-        )
-        self._threads.add(thread)
-        thread.start()
+    def _next_task(self) -> tuple[Callable[..., Any], tuple, Future] | None:
+        """The next task, or ``None`` when this worker is to end."""
+        with self._condition:
+            while not self._tasks:
+                if self._closed:
+                    return None
+                self._idle += 1
+                if not self._condition.wait(self.idle_timeout):
+                    self._idle -= 1  # nobody handed this worker a task
+                    if not self._tasks:
+                        return None
+            return self._tasks.popleft()
 
     def _work(self) -> None:
         me = threading.current_thread()
         try:
             while True:
-                with self._lock:
-                    self._idle += 1
-                try:
-                    item = self._queue.get(timeout=self.idle_timeout)
-                except queue.Empty:
-                    with self._lock:
-                        self._idle -= 1
-                        # A task put after the timeout but before this check
-                        # counted on this worker being idle: stay for it.
-                        if self._queue.empty() or self._closed:
-                            self._threads.discard(me)
-                            return
-                    continue
-                with self._lock:
-                    self._idle -= 1
-                if item is None:
-                    with self._lock:
-                        self._threads.discard(me)
+                task = self._next_task()
+                if task is None:
                     return
-                func, args, future = item
+                func, args, future = task
                 if not future.set_running_or_notify_cancel():
                     continue
                 try:
@@ -104,21 +111,22 @@ class DatabaseWorkers:
                 except BaseException as exc:
                     future.set_exception(exc)
         finally:
+            with self._condition:
+                self._threads.discard(me)
             dispatch.release_connections()
 
     @property
     def threads(self) -> int:
         """Workers alive now."""
-        with self._lock:
+        with self._condition:
             return len(self._threads)
 
     def close(self, timeout: float = 10.0) -> None:
         """Let the workers finish their tasks, close their connections and end."""
-        with self._lock:
+        with self._condition:
             self._closed = True
             threads = list(self._threads)
-        for _ in threads:
-            self._queue.put(None)
+            self._condition.notify_all()
         for thread in threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
