@@ -48,9 +48,13 @@ class DatabaseWorkers:
 
     _names = itertools.count(1)
 
-    def __init__(self, size: int | None = None, idle_timeout: float = 5.0) -> None:
+    #: Seconds a worker waits for a task before closing its connections and ending.
+    idle_timeout = 5.0
+
+    def __init__(self, size: int | None = None, idle_timeout: float | None = None) -> None:
         self.size = max(1, size or default_size())
-        self.idle_timeout = idle_timeout
+        if idle_timeout is not None:
+            self.idle_timeout = idle_timeout
         self._condition = threading.Condition()
         self._tasks: collections.deque[tuple[Callable[..., Any], tuple, Future]] = (
             collections.deque()
