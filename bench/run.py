@@ -192,24 +192,32 @@ class Bench:
 
     def measure_isolation(self) -> None:
         results: dict[str, list[tuple[float, float]]] = {"ours": [], "bare": []}
+        ratios = []
+        hashes = []
         for rep in range(self.params.reps):
             for server in self.servers(rep):
+                if server is self.ours:
+                    # The yardstick, measured right before, under the same load.
+                    one_hash, _ = one_hash_seconds()
+                    hashes.append(one_hash)
                 results[server.kind].append(asyncio.run(self._cold_logins(server)))
+                if server is self.ours:
+                    ratios.append(results["ours"][-1][0] / (len(COLD_USERS) * one_hash))
         ours_login = statistics.median(r[0] for r in results["ours"])
         bare_login = statistics.median(r[0] for r in results["bare"])
         ours_noop = max(r[1] for r in results["ours"]) * 1000
         bare_noop = max(r[1] for r in results["bare"]) * 1000
         self.rows.append(Row("8 cold accounts log in at once", ours_login, bare_login, "s"))
-        budget = len(COLD_USERS) * self.hash_seconds
+        ratio = statistics.median(ratios)
         self.rows.append(
             Row(
                 "  the same / (8 x one hash)",
-                ours_login / budget,
+                ratio,
                 None,
                 "",
                 "< 0.75",
-                ours_login / budget < 0.75,
-                note=f"one hash = {self.hash_seconds:.3f} s",
+                ratio < 0.75,
+                note=f"one hash = {statistics.median(hashes):.3f} s (median, measured before each)",
             )
         )
         self.rows.append(
@@ -446,7 +454,7 @@ class Bench:
             for _ in range(self.params.transfer_mb):
                 out.write(block)
         results: dict[str, list[tuple[float, float]]] = {"ours": [], "bare": []}
-        for rep in range(self.params.reps):
+        for rep in range(self.params.reps * 2 - 1):
             for server in self.servers(rep):
                 results[server.kind].append(self._transfer(server, size))
         for index, name in ((0, "STOR"), (1, "RETR")):
