@@ -221,12 +221,20 @@ class StorageFile:
     (an in-memory file, a remote object, a storage that decrypts or
     transforms content) that would send the wrong bytes or fail, so it
     raises ``io.UnsupportedOperation`` and pyftpdlib falls back to ``read()``.
+
+    A file opened for writing gets ``fs``: an error on closing it (the last
+    buffered bytes not fitting on the disk) becomes the transfer's 451 reply
+    instead of an exception inside pyftpdlib's data channel, which would
+    leave the client waiting for a reply that never comes.
     """
 
-    def __init__(self, file: Any, name: str, *, real: bool = False) -> None:
+    def __init__(
+        self, file: Any, name: str, *, real: bool = False, fs: StorageFS | None = None
+    ) -> None:
         self.file = file
         self.name = name
         self.real = real
+        self.fs = fs
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -268,7 +276,15 @@ class StorageFile:
         return any(flag in self.mode for flag in "wa+")
 
     def close(self) -> None:
-        self.file.close()
+        if self.fs is None:
+            self.file.close()
+            return
+        try:
+            self.file.close()
+        except Exception as exc:
+            logger.warning("Could not write %s: %s", self.name, exc)
+            message = os.strerror(exc.errno) if getattr(exc, "errno", None) else "Storage error"
+            self.fs._upload_failed(self, message)
 
     def __enter__(self) -> StorageFile:
         return self
@@ -291,8 +307,8 @@ class SpooledUpload(StorageFile):
     """
 
     def __init__(self, fs: StorageFS, path: str, spool: IO[bytes]) -> None:
-        super().__init__(spool, path)
-        self.fs = fs
+        super().__init__(spool, path, fs=fs)
+        self.fs: StorageFS = fs
 
     @property
     def mode(self) -> str:
@@ -506,7 +522,7 @@ class FileSystemStoragePatch(StoragePatch):
         permissions = self.storage.file_permissions_mode
         if created and permissions is not None:
             os.chmod(local, permissions)
-        return StorageFile(file, path)
+        return StorageFile(file, path, fs=self)
 
     def _is_disk_file(self: StorageFS, path: str, file: Any) -> bool:  # type: ignore[misc]
         """Whether ``file`` reads the bytes of the file on disk, so sendfile may be used."""
@@ -630,7 +646,14 @@ class StorageFS(AbstractedFS):
         except Exception as exc:
             logger.debug("listdir(%r) failed: %s", path, exc)
             return None
-        entry = (now, frozenset(dirs), frozenset(files))
+        return self._remember_listing(path, dirs, files)
+
+    def _remember_listing(
+        self, path: str, dirs: list[str], files: list[str]
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        if len(self._listings) >= 64:  # a client walking a big tree
+            self._listings.clear()
+        entry = (time.monotonic(), frozenset(dirs), frozenset(files))
         self._listings[path] = entry
         return entry[1], entry[2]
 
@@ -689,12 +712,14 @@ class StorageFS(AbstractedFS):
     def _save(self, path: str, content: IO[bytes]) -> None:
         """Store ``content`` as ``path``, replacing an existing file.
 
-        ``Storage.save()`` never overwrites (it picks another name), while
-        STOR must; a name other than the one asked is reported as a failure
-        rather than left as a surprise.
+        ``Storage.save()`` overwrites only where the storage is configured
+        to (S3's ``file_overwrite``, ``allow_overwrite``), else it picks
+        another name; STOR must overwrite, so the old file is deleted first
+        in that case. A name other than the one asked is reported as a
+        failure rather than left as a surprise.
         """
         name = storage_name(path)
-        if self._kind(path) == FILE:
+        if self._kind(path) == FILE and self.storage.get_available_name(name) != name:
             self.storage.delete(name)
         saved = self.storage.save(name, File(content, name=posixpath.basename(name)))
         self._changed()
@@ -810,10 +835,11 @@ class StorageFS(AbstractedFS):
         names.update(
             posixpath.basename(d) for d in self._session_dirs if posixpath.dirname(d) == path
         )
-        self._listings[path] = (time.monotonic(), frozenset(dirs), frozenset(files))
+        self._remember_listing(path, dirs, files)
         return sorted(names)
 
-    listdirinfo = listdir
+    def listdirinfo(self, path: str) -> list[str]:
+        return self.listdir(path)
 
     @_operation
     def rmdir(self, path: str) -> None:

@@ -9,6 +9,7 @@ Clients are ftplib and curl. Accounts' homes are prefixes in the storage.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ftplib
 import hashlib
 import io
@@ -788,6 +789,78 @@ def test_failed_save_is_a_451_and_keeps_the_old_file(
     finally:
         close(ftp)
     assert sorted(p.name for p in (storage_root / "alice").iterdir()) == ["keep.txt"]
+
+
+class DiskFullFile(File):
+    def close(self) -> None:
+        super().close()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+class DiskFullStorage(FileSystemStorage):
+    """Writes fail when the file is closed, as a full disk shows on the last flush."""
+
+    def _open(self, name: str, mode: str = "rb") -> File:
+        file = super()._open(name, mode)
+        return file if mode == "rb" else DiskFullFile(file.file)
+
+
+def test_failed_close_is_a_451(
+    settings: Any,
+    storage_root: Path,
+    server_factory: Callable[..., RunningServer],
+    storage_account: Callable[..., FTPUserAccount],
+    recorder: Any,
+) -> None:
+    use_storage(settings, f"{__name__}.DiskFullStorage", location=str(storage_root))
+    server = server_factory()
+    storage_account("alice", "alice")
+    ftp = server.connect("alice")
+    try:
+        with pytest.raises(ftplib.error_temp) as excinfo:
+            upload(ftp, "new.txt", b"new")
+        assert str(excinfo.value).startswith("451 No space left on device")
+        assert recorder.wait("ftp_file_received_incomplete")[0]["ftp_path"] == "/new.txt"
+        assert not recorder.of("ftp_file_received")
+        assert ftp.voidcmd("NOOP").startswith("200")
+    finally:
+        close(ftp)
+
+
+class DeleteRecordingStorage(FileSystemStorage):
+    deleted: list[str] = []
+
+    def delete(self, name: str) -> None:
+        self.deleted.append(name)
+        super().delete(name)
+
+
+def test_generic_overwrite_where_the_storage_allows_it(
+    settings: Any,
+    storage_root: Path,
+    server_factory: Callable[..., RunningServer],
+    storage_account: Callable[..., FTPUserAccount],
+) -> None:
+    use_storage(
+        settings,
+        f"{__name__}.DeleteRecordingStorage",
+        filesystem=GenericStorageFS,
+        location=str(storage_root),
+        allow_overwrite=True,
+    )
+    DeleteRecordingStorage.deleted = []
+    server = server_factory()
+    storage_account("alice", "/")
+    ftp = server.connect("alice")
+    try:
+        upload(ftp, "f.txt", b"one")
+        upload(ftp, "f.txt", b"two")
+    finally:
+        close(ftp)
+    assert sorted(p.name for p in storage_root.iterdir()) == ["f.txt"]
+    assert (storage_root / "f.txt").read_bytes() == b"two"
+    # Replaced in one save(): never missing in between.
+    assert DeleteRecordingStorage.deleted == []
 
 
 def test_unsupported_operations_get_a_reply(
