@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+from django_ftpserver.management.commands.ftpserver import Command as FTPServerCommand
 from django_ftpserver.models import FTPUserAccount, FTPUserGroup
+from django_ftpserver.server import FTPServerConfig
 from tests import procs
 from tests.procs import manage
 
@@ -16,6 +28,19 @@ pytestmark = pytest.mark.django_db
 
 project_template = procs.project_template
 project_env = procs.project_env
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A certificate for localhost and its key, in two files."""
+    import trustme
+
+    directory = tmp_path_factory.mktemp("tls")
+    cert = trustme.CA().issue_cert("localhost", "127.0.0.1")
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    return str(certfile), str(keyfile)
 
 
 def run(*args: str) -> str:
@@ -249,3 +274,387 @@ def test_commands_work_in_a_real_process(project_env):
     result = manage(project_env, "createftpusergroup", "editors")
     assert result.returncode == 1
     assert result.stderr.strip() == 'CommandError: FTP user group "editors" already exists.'
+
+
+# --- ftpserver: options
+
+
+def config_for(*argv: str) -> FTPServerConfig:
+    """The configuration ``manage.py ftpserver <argv>`` would serve."""
+    command = FTPServerCommand()
+    parser = command.create_parser("manage.py", "ftpserver")
+    return command.build_config(vars(parser.parse_args(argv)))
+
+
+def ftpserver_error(*argv: str) -> str:
+    """The message of the ``CommandError`` that ``manage.py ftpserver <argv>`` fails with."""
+    with pytest.raises(CommandError) as excinfo:
+        run("ftpserver", *argv)
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:2121", ("127.0.0.1", 2121)),
+        ("localhost:0", ("localhost", 0)),
+        ("0.0.0.0:65535", ("0.0.0.0", 65535)),
+        ("[::1]:2121", ("::1", 2121)),
+        ("[::]:21", ("::", 21)),
+        ("2121", ("192.0.2.7", 2121)),  # the host of the settings
+    ],
+)
+def test_host_port_forms(settings, text, expected):
+    settings.FTPSERVER_HOST = "192.0.2.7"
+    config = config_for(text)
+    assert (config.host, config.port) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("localhost:", "''"),
+        ("localhost:ftp", "'ftp'"),
+        (":2121", "':2121'"),
+        ("[::1]", "'[::1]'"),
+        ("[::1]2121", "'[::1]2121'"),
+        ("[]:2121", "'[]:2121'"),
+        ("[::1]:x", "'x'"),
+        ("127.0.0.1:70000", "70000"),
+        ("-1", "-1"),
+        ("::1", "'::1'"),  # an IPv6 address needs brackets
+        ("::1:2121", "'::1:2121'"),
+        ("host:21:22", "'host:21:22'"),
+    ],
+)
+def test_bad_host_port_is_a_one_line_error(text, named):
+    assert named in ftpserver_error(text)
+
+
+def test_no_address_uses_the_settings(settings):
+    settings.FTPSERVER_HOST = "0.0.0.0"
+    settings.FTPSERVER_PORT = 2100
+    config = config_for()
+    assert (config.host, config.port) == ("0.0.0.0", 2100)
+
+
+def test_defaults_without_settings():
+    config = config_for()
+    assert (config.host, config.port) == ("127.0.0.1", 21)
+    assert config.timeout is None
+    assert config.passive_ports is None
+    assert config.certfile is None
+    assert not config.use_tls
+
+
+def test_options_win_over_settings(settings, tls_files):
+    certfile, keyfile = tls_files
+    settings.FTPSERVER_TIMEOUT = 300
+    settings.FTPSERVER_PASSIVE_PORTS = "50000-50001"
+    settings.FTPSERVER_MASQUERADE_ADDRESS = "192.0.2.1"
+    settings.FTPSERVER_FILE_ACCESS_USER = "somebody"
+    settings.FTPSERVER_CERTFILE = "/settings/cert.pem"
+    settings.FTPSERVER_KEYFILE = "/settings/key.pem"
+    config = config_for(
+        "127.0.0.1:2121",
+        "--timeout=30",
+        "--passive-ports=60000-60002,60010",
+        "--masquerade-address=198.51.100.1",
+        "--file-access-user=nobody",
+        f"--certfile={certfile}",
+        f"--keyfile={keyfile}",
+        "--sendfile",
+    )
+    assert config.timeout == 30
+    assert config.passive_ports == [60000, 60001, 60002, 60010]
+    assert config.masquerade_address == "198.51.100.1"
+    assert config.file_access_user == "nobody"
+    assert (config.certfile, config.keyfile) == (certfile, keyfile)
+    assert config.sendfile is True
+
+
+def test_settings_apply_without_options(settings):
+    settings.FTPSERVER_TIMEOUT = 300
+    settings.FTPSERVER_PASSIVE_PORTS = "50000-50001"
+    settings.FTPSERVER_MASQUERADE_ADDRESS = "192.0.2.1"
+    settings.FTPSERVER_SENDFILE = True
+    config = config_for()
+    assert config.timeout == 300
+    assert config.passive_ports == [50000, 50001]
+    assert config.masquerade_address == "192.0.2.1"
+    assert config.sendfile is True
+
+
+def test_timeout_zero_on_the_command_line_wins_over_the_setting(settings):
+    # 0 disables the idle timeout; it must not read as "option not given".
+    settings.FTPSERVER_TIMEOUT = 300
+    assert config_for("--timeout=0").timeout == 0
+
+
+def test_passive_ports_setting_may_be_a_list(settings):
+    settings.FTPSERVER_PASSIVE_PORTS = [60001, 60000]
+    assert config_for().passive_ports == [60000, 60001]
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("60010-60000", "'60010-60000'"),
+        ("abc", "'abc'"),
+        ("0-10", "'0-10'"),
+        ("60000,,60001", "''"),
+        ("65536", "'65536'"),
+    ],
+)
+def test_bad_passive_ports_option(value, named):
+    message = ftpserver_error("127.0.0.1:0", f"--passive-ports={value}")
+    assert message.startswith("invalid passive ports")
+    assert named in message
+
+
+@pytest.mark.parametrize("value", ["60000-x", 60000, ["60000", "x"], [0]])
+def test_bad_passive_ports_setting(settings, value):
+    settings.FTPSERVER_PASSIVE_PORTS = value
+    message = ftpserver_error("127.0.0.1:0")
+    assert "passive ports" in message
+
+
+def test_negative_timeout_option():
+    assert "timeout must be 0 or more seconds, not -5" in ftpserver_error(
+        "127.0.0.1:0", "--timeout=-5"
+    )
+
+
+def test_negative_timeout_setting(settings):
+    settings.FTPSERVER_TIMEOUT = -1
+    assert "not -1" in ftpserver_error("127.0.0.1:0")
+
+
+def test_bad_port_setting(settings):
+    settings.FTPSERVER_PORT = "2121"
+    assert "not '2121'" in ftpserver_error()
+
+
+def test_missing_certificate(tmp_path):
+    missing = tmp_path / "nope.pem"
+    assert ftpserver_error("127.0.0.1:0", f"--certfile={missing}") == (
+        f"TLS certificate file not found: {missing}"
+    )
+
+
+def test_missing_key(tls_files, tmp_path):
+    certfile, _ = tls_files
+    missing = tmp_path / "nope.key"
+    message = ftpserver_error("127.0.0.1:0", f"--certfile={certfile}", f"--keyfile={missing}")
+    assert message == f"TLS key file not found: {missing}"
+
+
+def test_key_without_certificate(tls_files):
+    _, keyfile = tls_files
+    message = ftpserver_error("127.0.0.1:0", f"--keyfile={keyfile}")
+    assert message == "a TLS key file was given without a certificate file"
+
+
+def test_certificate_that_is_not_one(tmp_path):
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    message = ftpserver_error("127.0.0.1:0", f"--certfile={garbage}")
+    assert message.startswith("cannot load the TLS certificate or key:")
+
+
+def test_key_not_matching_the_certificate(tls_files, tmp_path):
+    import trustme
+
+    certfile, _ = tls_files
+    other = tmp_path / "other.key"
+    trustme.CA().issue_cert("localhost").private_key_pem.write_to_path(str(other))
+    message = ftpserver_error("127.0.0.1:0", f"--certfile={certfile}", f"--keyfile={other}")
+    assert message.startswith("cannot load the TLS certificate or key:")
+
+
+def test_port_already_in_use():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        message = ftpserver_error(f"127.0.0.1:{port}")
+    assert message.startswith(f"cannot listen on 127.0.0.1:{port}:")
+    assert message == f"cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_failed_starts_leak_no_descriptors():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        ftpserver_error(f"127.0.0.1:{port}")  # imports and caches whatever it needs
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(20):
+            ftpserver_error(f"127.0.0.1:{port}")
+        assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_unknown_host():
+    message = ftpserver_error("no-such-host.invalid:2121")
+    assert (
+        message == "cannot listen on no-such-host.invalid:2121: unknown host 'no-such-host.invalid'"
+    )
+
+
+def test_unimportable_handler_setting(settings):
+    settings.FTPSERVER_HANDLER = "no_such_module.Handler"
+    message = ftpserver_error("127.0.0.1:0")
+    assert message.startswith("cannot import a configured class:")
+    assert "no_such_module" in message
+
+
+def test_unknown_file_access_user():
+    message = ftpserver_error("127.0.0.1:0", "--file-access-user=no-such-user-here")
+    assert "no-such-user-here" in message
+
+
+# --- ftpserver: as a real process
+
+
+def as_nobody() -> list[str]:
+    """A command prefix running the rest as the unprivileged user ``nobody``."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the server as another user")
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        pytest.skip("setpriv (util-linux) is not installed")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no 'nobody' user")
+    return [
+        setpriv,
+        f"--reuid={nobody.pw_uid}",
+        f"--regid={nobody.pw_gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ]
+
+
+@pytest.fixture
+def nobody_dir() -> Iterator[Path]:
+    """A directory ``nobody`` can enter (pytest's tmp_path is private to root)."""
+    directory = Path(tempfile.mkdtemp(prefix="ftpserver-nobody-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory)
+
+
+def nobody_ftpserver(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = procs.base_env(directory)
+    return subprocess.run(
+        [*as_nobody(), *procs.command_line("ftpserver", *args)],
+        env=env,
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def free_privileged_port() -> int:
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        start = int(f.read())
+    for port in range(min(start, 1024) - 1, 0, -1):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.skip(f"ports below {start} are not privileged here")
+
+
+def test_privileged_port_as_non_root(nobody_dir):
+    as_nobody()  # skip early if that cannot be staged
+    port = free_privileged_port()
+    result = nobody_ftpserver(nobody_dir, f"127.0.0.1:{port}")
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"CommandError: cannot listen on 127.0.0.1:{port}: Permission denied "
+        "(ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    ]
+
+
+def test_unreadable_certificate(nobody_dir, tls_files):
+    certfile = nobody_dir / "cert.pem"
+    shutil.copy(tls_files[0], certfile)
+    certfile.chmod(0o600)  # root's only
+    result = nobody_ftpserver(nobody_dir, "127.0.0.1:0", f"--certfile={certfile}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"CommandError: TLS certificate file not readable: {certfile}"
+    ]
+
+
+def test_startup_message_and_pidfile(project_env, tmp_path):
+    pidfile = tmp_path / "ftpserver.pid"
+    server = procs.ServerProcess(project_env, "127.0.0.1:0", f"--pidfile={pidfile}")
+    try:
+        server.wait_started()
+        assert server.pid == server.proc.pid
+        assert pidfile.read_text().strip() == str(server.proc.pid)
+        client = server.connect()
+        client.quit()
+        assert server.stop() == 0
+    finally:
+        server.kill()
+    assert not pidfile.exists()
+    assert f"Serving FTP on 127.0.0.1:{server.port}\n" in server.stdout
+    assert "Quit the server with CONTROL-C." in server.stdout
+    assert server.stderr == ""
+
+
+def test_no_pidfile_when_the_server_cannot_start(project_env, tmp_path):
+    pidfile = tmp_path / "ftpserver.pid"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = manage(project_env, "ftpserver", f"127.0.0.1:{port}", f"--pidfile={pidfile}")
+    assert result.returncode == 1
+    assert "in use" in result.stderr
+    assert not pidfile.exists()
+
+
+@pytest.mark.slow
+def test_daemonize(project_env, tmp_path):
+    pidfile = tmp_path / "ftpserver.pid"
+    server = procs.ServerProcess(project_env, "127.0.0.1:0", "--daemonize", f"--pidfile={pidfile}")
+    daemon_pid = None
+    try:
+        # The command returns once the server is bound and detached.
+        assert server.proc.wait(timeout=30) == 0
+        started = server.wait_started()
+        daemon_pid = started["pid"]
+        assert daemon_pid != server.proc.pid
+        assert procs.wait_until(pidfile.exists, what="the pidfile")
+        assert int(pidfile.read_text()) == daemon_pid
+        with open(f"/proc/{daemon_pid}/stat") as f:
+            stat = f.read().rsplit(")", 1)[1].split()
+        session_id = int(stat[3])
+        assert session_id != os.getsid(0)  # detached: a session of its own
+
+        client = server.connect()
+        client.storbinary("STOR daemon.txt", io.BytesIO(b"from the daemon"))
+        client.quit()
+        home = Path(project_env["TEST_HOME"])
+        assert (home / "daemon.txt").read_bytes() == b"from the daemon"
+
+        os.kill(daemon_pid, signal.SIGTERM)
+        procs.wait_until(lambda: procs.process_gone(daemon_pid), what="the daemon to exit")
+        daemon_pid = None
+        procs.wait_until(lambda: not pidfile.exists(), what="the pidfile to go")
+        assert len(procs.probe_lines(project_env, "ftp_server_stopped")) == 1
+    finally:
+        if daemon_pid is not None and not procs.process_gone(daemon_pid):
+            os.kill(daemon_pid, signal.SIGKILL)
+        server.kill()

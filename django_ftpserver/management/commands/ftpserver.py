@@ -11,6 +11,7 @@ from typing import Any
 import pyftpdlib
 from django import get_version
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_ftpserver import utils
@@ -32,6 +33,8 @@ def parse_host_port(text: str) -> tuple[str, int]:
         host, _, port_text = text.rpartition(":")
         if not host:
             raise CommandError(f"invalid address {text!r}: expected HOST:PORT")
+        if ":" in host:  # "::1" would otherwise listen on "::", port 1
+            raise CommandError(f"invalid address {text!r}: write IPv6 as [IPV6]:PORT")
     try:
         port = int(port_text)
     except ValueError:
@@ -42,6 +45,10 @@ def parse_host_port(text: str) -> tuple[str, int]:
 
 
 def describe_bind_error(host: str, port: int, exc: OSError) -> str:
+    """One line for a failed bind, with a hint for privileged ports."""
+    # pyftpdlib re-raises a failed bind as OSError(original): unwrap it.
+    while exc.errno is None and exc.args and isinstance(exc.args[0], OSError):
+        exc = exc.args[0]
     if isinstance(exc, socket.gaierror):
         return f"cannot listen on {host}:{port}: unknown host {host!r}"
     reason = exc.strerror or str(exc)
@@ -83,8 +90,14 @@ class Command(BaseCommand):
 
     @staticmethod
     def _option(options: dict[str, Any], name: str, setting: str) -> Any:
+        """The option if given, else the setting.
+
+        Compared by identity: ``--timeout 0`` is given (``0 in (False,)`` is true).
+        """
         value = options.get(name)
-        return value if value not in (None, False, "") else utils.get_ftp_setting(setting)
+        if value is None or value is False or value == "":
+            return utils.get_ftp_setting(setting)
+        return value
 
     def build_config(self, options: dict[str, Any]) -> FTPServerConfig:
         """The server configuration: command-line options over settings."""
@@ -101,7 +114,13 @@ class Command(BaseCommand):
                 except ValueError as exc:
                     raise CommandError(f"invalid passive ports: {exc}") from None
             else:
-                passive_ports = list(passive)
+                try:
+                    passive_ports = sorted({int(port) for port in passive})
+                except (TypeError, ValueError):
+                    raise CommandError(
+                        f"invalid passive ports {passive!r}: expected a string like "
+                        "'60000-60100' or a list of port numbers"
+                    ) from None
         return FTPServerConfig(
             host=host,
             port=port,
@@ -128,6 +147,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except ImportError as exc:
             raise CommandError(f"cannot import a configured class: {exc}") from None
+        except ImproperlyConfigured as exc:  # e.g. an unknown file access user
+            raise CommandError(str(exc)) from None
         except OSError as exc:
             raise CommandError(describe_bind_error(config.host, config.port, exc)) from None
         return runner
