@@ -223,6 +223,7 @@ class FTPServerRunner:
     def __init__(self, config: FTPServerConfig) -> None:
         self.config = config
         self._server: Any = None
+        self._address: tuple[str, int] | None = None
         self._stop = threading.Event()
 
     def handler_options(self) -> dict[str, Any]:
@@ -272,6 +273,7 @@ class FTPServerRunner:
                 server.close_all()
                 raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
         self._server = server
+        self._address = tuple(server.address[:2])
         return server
 
     @property
@@ -280,8 +282,14 @@ class FTPServerRunner:
 
     @property
     def address(self) -> tuple[str, int]:
-        """The address actually bound (the real port when 0 was asked)."""
-        return self._server.address[:2]
+        """The address actually bound (the real port when 0 was asked).
+
+        Read at bind time: it stays available after the server stopped and
+        its socket is closed (e.g. for a ``ftp_server_stopped`` receiver).
+        """
+        if self._address is None:
+            raise RuntimeError("Server not created. Call create_server() first.")
+        return self._address
 
     def stop(self) -> None:
         """Ask ``run()`` to return; safe from any thread and from signal handlers."""
