@@ -15,11 +15,9 @@ def validate_permission(permission: str) -> str:
     A repeated letter is refused too: it is a typo, and eleven letters or more
     do not fit the column (a database error instead of a message).
     """
-    letters = set(permission)
-    if not permission or letters - set(models.ALL_PERMS) or len(letters) != len(permission):
-        raise CommandError(
-            f"invalid permission {permission!r}: use letters of {models.ALL_PERMS!r}, each once"
-        )
+    error = models.permission_error(permission)
+    if error:
+        raise CommandError(f"invalid permission {permission!r}: {error}")
     return permission
 
 
