@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pwd
 import shutil
@@ -625,10 +626,26 @@ def test_no_pidfile_when_the_server_cannot_start(project_env, tmp_path):
     assert not pidfile.exists()
 
 
-@pytest.mark.slow
+def test_unwritable_pidfile(tmp_path):
+    pidfile = tmp_path / "no-such-dir" / "ftpserver.pid"
+    out = StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command("ftpserver", "127.0.0.1:0", f"--pidfile={pidfile}", stdout=out)
+    assert str(excinfo.value) == f"cannot write the pidfile {pidfile}: No such file or directory"
+    assert out.getvalue() == ""  # reported before "Serving FTP on ..."
+
+
 def test_daemonize(project_env, tmp_path):
-    pidfile = tmp_path / "ftpserver.pid"
-    server = procs.ServerProcess(project_env, "127.0.0.1:0", "--daemonize", f"--pidfile={pidfile}")
+    project = Path(project_env["FTPSERVER_TEST_DB_DIR"])
+    pidfile = project / "ftpserver.pid"
+    log = tmp_path / "daemon.log"
+    # The daemon changes directory: the relative pidfile must still land here.
+    project_env["FTPSERVER_TEST_DAEMONIZE_OPTIONS"] = json.dumps(
+        {"our_home_dir": "/", "out_log": str(log), "err_log": str(log)}
+    )
+    server = procs.ServerProcess(
+        project_env, "127.0.0.1:0", "--daemonize", "--pidfile=ftpserver.pid"
+    )
     daemon_pid = None
     try:
         # The command returns once the server is bound and detached.
@@ -642,6 +659,7 @@ def test_daemonize(project_env, tmp_path):
             stat = f.read().rsplit(")", 1)[1].split()
         session_id = int(stat[3])
         assert session_id != os.getsid(0)  # detached: a session of its own
+        assert os.readlink(f"/proc/{daemon_pid}/cwd") == "/"
 
         client = server.connect()
         client.storbinary("STOR daemon.txt", io.BytesIO(b"from the daemon"))

@@ -6,7 +6,7 @@ import contextlib
 import os
 import socket
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import pyftpdlib
 from django import get_version
@@ -153,8 +153,25 @@ class Command(BaseCommand):
             raise CommandError(describe_bind_error(config.host, config.port, exc)) from None
         return runner
 
+    @staticmethod
+    def open_pidfile(runner: FTPServerRunner, pidfile: str) -> TextIO:
+        """Open ``pidfile`` before detaching, so that a bad path is reported on the terminal."""
+        try:
+            return open(pidfile, "w")  # noqa: SIM115 - written after daemonizing
+        except OSError as exc:
+            runner.server.close_all()
+            raise CommandError(
+                f"cannot write the pidfile {pidfile}: {exc.strerror or exc}"
+            ) from None
+
     def handle(self, *args: Any, **options: Any) -> None:
         runner = self.create_runner(options)
+        pidfile = self._option(options, "pidfile", "FTPSERVER_PIDFILE")
+        pid_stream = None
+        if pidfile:
+            # Absolute: daemonizing may change the working directory.
+            pidfile = os.path.abspath(pidfile)
+            pid_stream = self.open_pidfile(runner, pidfile)
         host, port = runner.address
         scheme = "FTPS (TLS required)" if runner.config.use_tls else "FTP"
         self.stdout.write(
@@ -165,14 +182,13 @@ class Command(BaseCommand):
         )
         if self._option(options, "daemonize", "FTPSERVER_DAEMONIZE"):
             server = runner.server
-            become_daemon(
-                **conf.DAEMONIZE_OPTIONS,
-                files_preserve=[server.socket, server.ioloop._poller.fileno()],
-            )
-        pidfile = self._option(options, "pidfile", "FTPSERVER_PIDFILE")
-        if pidfile:
-            with open(pidfile, "w") as f:
-                f.write(str(os.getpid()))
+            preserve = [server.socket, server.ioloop._poller.fileno()]
+            if pid_stream is not None:
+                preserve.append(pid_stream)
+            become_daemon(**conf.DAEMONIZE_OPTIONS, files_preserve=preserve)
+        if pid_stream is not None:
+            with pid_stream:
+                pid_stream.write(str(os.getpid()))
         try:
             runner.run(sender=self.__class__)
         finally:
