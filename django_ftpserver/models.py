@@ -11,7 +11,7 @@ import os
 from datetime import datetime
 
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -20,6 +20,18 @@ from django.utils.translation import gettext_lazy as _
 READ_PERMS = "elr"
 WRITE_PERMS = "adfmwMT"
 ALL_PERMS = READ_PERMS + WRITE_PERMS
+
+
+def permission_error(permission: str) -> str | None:
+    """Why ``permission`` is not a set of pyftpdlib letters, or ``None`` if it is."""
+    if not permission:
+        return "give at least one letter"
+    unknown = "".join(sorted(set(permission) - set(ALL_PERMS)))
+    if unknown:
+        return f"unknown letters {unknown!r}, use letters of {ALL_PERMS!r}"
+    if len(set(permission)) != len(permission):
+        return "give each letter once"
+    return None
 
 
 class FTPUserGroup(models.Model):
@@ -50,6 +62,13 @@ class FTPUserGroup(models.Model):
 
     def __str__(self) -> str:
         return str(self.name)
+
+    def clean(self) -> None:
+        # A check in clean(), not a field validator: no migration, and the
+        # admin form still refuses letters pyftpdlib would reject at login.
+        error = permission_error(self.permission)
+        if error:
+            raise ValidationError({"permission": error})
 
 
 class FTPUserAccount(models.Model):

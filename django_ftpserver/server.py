@@ -24,12 +24,20 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
 from . import dispatch, signals, utils
 from .conf import conf
 
 logger = logging.getLogger(__name__)
+
+try:
+    from OpenSSL import SSL
+
+    _TLS_ERRORS: tuple[type[BaseException], ...] = (SSL.Error,)
+except ImportError:  # pragma: no cover - TLS is optional
+    _TLS_ERRORS = ()
 
 
 class ConfigError(ValueError):
@@ -48,13 +56,26 @@ class DjangoFTPServer(ThreadedFTPServer):
       the accepting thread's scheduler, shared unsafely between threads);
     * the stop flag belongs to the instance, not the class, so stopping one
       server does not stop another in the same process;
-    * a session ended by server shutdown still gets ``on_disconnect``.
+    * a session ended by server shutdown still gets ``on_disconnect``;
+    * the server gets an IOLoop of its own unless given one: pyftpdlib's
+      default is the process-wide ``IOLoop.instance()``, so two servers
+      would poll one loop from two threads, and closing one (``close_all``
+      closes its loop) would close the other's listening socket.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, address_or_socket: Any, handler: Any, ioloop: Any = None, backlog: int = 100
+    ) -> None:
         self._lock = threading.Lock()
         self._exit = threading.Event()
-        super().__init__(*args, **kwargs)
+        own_ioloop = ioloop is None
+        ioloop = ioloop or IOLoop.factory()
+        try:
+            super().__init__(address_or_socket, handler, ioloop=ioloop, backlog=backlog)
+        except BaseException:
+            if own_ioloop:  # a failed bind must not leak the poller's descriptor
+                ioloop.close()
+            raise
 
     def handle_accepted(self, sock: Any, addr: Any) -> None:
         handler = None
@@ -202,6 +223,7 @@ class FTPServerRunner:
     def __init__(self, config: FTPServerConfig) -> None:
         self.config = config
         self._server: Any = None
+        self._address: tuple[str, int] | None = None
         self._stop = threading.Event()
 
     def handler_options(self) -> dict[str, Any]:
@@ -231,15 +253,19 @@ class FTPServerRunner:
         handler_class = config.handler_class
         if config.use_tls and handler_class is None:
             raise ConfigError("TLS needs pyOpenSSL: pip install 'django-ftpserver[tls]'")
-        server = utils.make_server(
-            server_class=config.server_class,
-            handler_class=handler_class,
-            authorizer_class=config.authorizer_class,
-            filesystem_class=config.filesystem_class,
-            host_port=(config.host, config.port),
-            file_access_user=config.file_access_user,
-            **self.handler_options(),
-        )
+        try:
+            server = utils.make_server(
+                server_class=config.server_class,
+                handler_class=handler_class,
+                authorizer_class=config.authorizer_class,
+                filesystem_class=config.filesystem_class,
+                host_port=(config.host, config.port),
+                file_access_user=config.file_access_user,
+                **self.handler_options(),
+            )
+        except _TLS_ERRORS as exc:
+            # pyftpdlib's FTPServer loads the certificate before binding.
+            raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
         if config.use_tls:
             try:
                 server.handler.get_ssl_context()  # fail now, not at the first client
@@ -247,6 +273,7 @@ class FTPServerRunner:
                 server.close_all()
                 raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
         self._server = server
+        self._address = tuple(server.address[:2])
         return server
 
     @property
@@ -255,8 +282,14 @@ class FTPServerRunner:
 
     @property
     def address(self) -> tuple[str, int]:
-        """The address actually bound (the real port when 0 was asked)."""
-        return self._server.address[:2]
+        """The address actually bound (the real port when 0 was asked).
+
+        Read at bind time: it stays available after the server stopped and
+        its socket is closed (e.g. for a ``ftp_server_stopped`` receiver).
+        """
+        if self._address is None:
+            raise RuntimeError("Server not created. Call create_server() first.")
+        return self._address
 
     def stop(self) -> None:
         """Ask ``run()`` to return; safe from any thread and from signal handlers."""

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_ftpserver import models
+from django_ftpserver.management.commands.createftpusergroup import validate_home_dir
 
 
 class Command(BaseCommand):
@@ -18,6 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         username, group_name = options["username"], options["group"]
+        home_dir = validate_home_dir(options.get("home_dir"))
         User = get_user_model()
         if models.FTPUserAccount.objects.filter(
             **{f"user__{User.USERNAME_FIELD}": username}
@@ -31,7 +33,5 @@ class Command(BaseCommand):
             group = models.FTPUserGroup.objects.get(name=group_name)
         except models.FTPUserGroup.DoesNotExist:
             raise CommandError(f'FTP user group "{group_name}" does not exist.') from None
-        account = models.FTPUserAccount.objects.create(
-            user=user, group=group, home_dir=options.get("home_dir")
-        )
+        account = models.FTPUserAccount.objects.create(user=user, group=group, home_dir=home_dir)
         self.stdout.write(f'FTP user account pk={account.pk}, "{username}" was created.')
