@@ -22,13 +22,18 @@ Every event is also logged on this module's logger at DEBUG level.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from django.dispatch import Signal
+from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.handlers import DTPHandler, FTPHandler, ThrottledDTPHandler
+from pyftpdlib.handlers.ftp.producers import BufferedIteratorProducer
 from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED
+from pyftpdlib.utils import strerror
 
 from . import dispatch, signals
 
@@ -237,7 +242,72 @@ class SignalEmitterMixin:
         return result
 
 
-class DjangoFTPHandler(SignalEmitterMixin, FTPHandler):
+class PathPermissionFactsMixin:
+    """MLSD/MLST ``perm`` facts that follow the account's path rules.
+
+    pyftpdlib computes the facts from the account's one permission string;
+    with path rules, each entry gets the letters of its own path, so a
+    client shows ``/reports`` as read-only. Without rules (or with another
+    authorizer) pyftpdlib's own code runs.
+    """
+
+    def _perms_for(self) -> Any:
+        perms_for = getattr(self.authorizer, "perms_for", None)
+        snapshot = getattr(self.authorizer, "snapshot", None)
+        if perms_for is None or snapshot is None or not snapshot.rules:
+            return None
+        return perms_for
+
+    def ftp_MLSD(self, path: str) -> Any:
+        perms_for = self._perms_for()
+        if perms_for is None:
+            return super().ftp_MLSD(path)
+        if not self.fs.isdir(path):  # RFC 3659: 501 for a path that is not a directory
+            self.respond("501 No such directory.")
+            return None
+        try:
+            listing = self.run_as_current_user(self.fs.listdir, path)
+        except (OSError, FilesystemError) as err:
+            self.respond(f"550 {strerror(err)}.")
+            return None
+        facts = self._current_facts
+
+        def lines() -> Iterator[bytes]:
+            for name in listing:
+                perms = perms_for(os.path.join(path, name))
+                yield from self.fs.format_mlsx(path, [name], perms, facts)
+
+        self.push_dtp_data(BufferedIteratorProducer(lines()), isproducer=True, cmd="MLSD")
+        return path
+
+    def ftp_MLST(self, path: str) -> Any:
+        perms_for = self._perms_for()
+        if perms_for is None:
+            return super().ftp_MLST(path)
+        line = self.fs.fs2ftp(path)
+        basedir, basename = os.path.split(path)
+        try:
+            data = b"".join(
+                self.run_as_current_user(
+                    self.fs.format_mlsx,
+                    basedir,
+                    [basename],
+                    perms_for(path),
+                    self._current_facts,
+                    ignore_err=False,
+                )
+            )
+        except (OSError, FilesystemError) as err:
+            self.respond(f"550 {strerror(err)}.")
+            return None
+        text = data.decode(self.encoding, self.unicode_errors)
+        self.push(f'250-Listing "{line}":\r\n')
+        self.push(" " + text.split(" ")[0] + f" {line}\r\n")
+        self.respond("250 End MLST.")
+        return path
+
+
+class DjangoFTPHandler(SignalEmitterMixin, PathPermissionFactsMixin, FTPHandler):
     """FTP handler that sends the Django signals."""
 
     dtp_handler = DjangoDTPHandler
@@ -248,7 +318,7 @@ if HAS_TLS:
     class DjangoTLS_DTPHandler(TLS_DTPHandler, DjangoDTPHandler):
         """TLS data channel; the reset check sits below the TLS layer."""
 
-    class DjangoTLS_FTPHandler(SignalEmitterMixin, TLS_FTPHandler):
+    class DjangoTLS_FTPHandler(SignalEmitterMixin, PathPermissionFactsMixin, TLS_FTPHandler):
         """FTPS (explicit TLS) handler that sends the Django signals."""
 
         dtp_handler = DjangoTLS_DTPHandler
