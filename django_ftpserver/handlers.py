@@ -59,6 +59,10 @@ def _connection_was_reset(channel: Any) -> bool:
     socket error covers a reset that the poller reported without a read.
     """
     error = sys.exc_info()[1]
+    if SSL is not None and isinstance(error, SSL.ZeroReturnError):
+        # A TLS close_notify: the peer ended the stream on purpose. A reset
+        # may follow it (a client closing with unread session tickets).
+        return False
     if isinstance(error, OSError) and error.errno in _ERRNOS_DISCONNECTED:
         return True
     if SSL is not None and isinstance(error, SSL.SysCallError):
@@ -322,6 +326,19 @@ if HAS_TLS:
         """FTPS (explicit TLS) handler that sends the Django signals."""
 
         dtp_handler = DjangoTLS_DTPHandler
+
+        def ftp_PROT(self, line: str) -> None:
+            # pyftpdlib accepts PROT C even when it will refuse every clear
+            # data connection; say so at once (RFC 4217: 534, policy).
+            if (
+                line.strip().upper() == "C"
+                and self.tls_data_required
+                and self._ssl_established
+                and self._pbsz
+            ):
+                self.respond("534 PROT C refused: TLS is required on the data channel.")
+                return
+            super().ftp_PROT(line)
 
 else:  # pragma: no cover
     DjangoTLS_DTPHandler = None

@@ -243,9 +243,19 @@ def check_tls_files(certfile: str, keyfile: str | None) -> None:
         from OpenSSL import SSL
     except ImportError:
         raise ConfigError("TLS needs pyOpenSSL: pip install 'django-ftpserver[tls]'") from None
+    # OpenSSL would ask for the passphrase of an encrypted key on the
+    # terminal: a hang under systemd. Refuse it before loading.
+    try:
+        with open(keyfile or certfile, "rb") as f:
+            encrypted = b"ENCRYPTED" in f.read(1 << 20)
+    except OSError as exc:
+        raise ConfigError(f"TLS key file not readable: {keyfile or certfile}: {exc}") from None
+    if encrypted:
+        raise ConfigError(
+            f"the TLS key in {keyfile or certfile} is encrypted: the server cannot ask for "
+            "its passphrase; decrypt it (openssl pkey -in KEY -out KEY.plain)"
+        )
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
-    # An encrypted key would otherwise prompt on the terminal and hang.
-    context.set_passwd_cb(lambda *args: b"")
     try:
         context.use_certificate_chain_file(certfile)
     except SSL.Error as exc:
