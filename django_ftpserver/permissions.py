@@ -113,6 +113,24 @@ def ftp_path_in_home(path: str, home: str) -> str | None:
     return "/" + rest
 
 
+def climbs_above_root(cwd: str, path: str) -> bool:
+    """Whether FTP path ``path``, taken from ``cwd``, goes above ``/`` on the way.
+
+    pyftpdlib clamps such paths to the home (``../x`` at the root is
+    ``/x``); a client that writes them is probing, or confused about where it
+    is, and is better told so than served another file.
+    """
+    full = path if path.startswith("/") else f"{cwd}/{path}"
+    depth = 0
+    for part in full.split("/"):
+        if part in ("", "."):
+            continue
+        depth += -1 if part == ".." else 1
+        if depth < 0:
+            return True
+    return False
+
+
 def _ancestors(ftp_path: str) -> Iterable[str]:
     """``"/a/b"`` -> ``"/a/b"``, ``"/a"``, ``"/"``: the longest first."""
     path = posixpath.normpath("/" + ftp_path.lstrip("/"))

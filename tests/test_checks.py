@@ -26,7 +26,9 @@ def ids(messages) -> list[str]:
 
 def ftpserver_messages() -> list[django_checks.CheckMessage]:
     return [
-        m for m in django_checks.run_checks(tags=[checks.TAG]) if m.id.startswith("django_ftpserver")
+        m
+        for m in django_checks.run_checks(tags=[checks.TAG])
+        if m.id.startswith("django_ftpserver")
     ]
 
 

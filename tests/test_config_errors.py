@@ -41,7 +41,9 @@ def run_ftpserver(
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     if settings is not None:
         assert tmp_path is not None
-        (tmp_path / "bad_settings.py").write_text("from tests.settings import *  # noqa\n" + settings)
+        (tmp_path / "bad_settings.py").write_text(
+            "from tests.settings import *  # noqa\n" + settings
+        )
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(tmp_path)])
         env["DJANGO_SETTINGS_MODULE"] = "bad_settings"
     command = [*(prefix or []), sys.executable, "-m", "django", "ftpserver", *args]
