@@ -16,6 +16,7 @@ order.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import os
 import signal
@@ -156,6 +157,10 @@ class DjangoFTPServer(ThreadedFTPServer):
                 timeout = poll_timeout
 
 
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535
+
+
 @dataclass
 class FTPServerConfig:
     """What to serve. Unset class options are read from the settings.
@@ -195,15 +200,37 @@ class FTPServerConfig:
         return bool(self.certfile or self.keyfile)
 
     def validate(self) -> None:
-        """Raise ``ConfigError`` for an option that cannot work."""
-        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+        """Raise ``ConfigError`` for an option that cannot work.
+
+        Everything that can be known before binding is checked here, so a
+        broken configuration fails at start-up with one line naming the
+        value, never at the first client.
+        """
+        if not isinstance(self.host, str):
+            raise ConfigError(f"host must be a string such as '127.0.0.1', not {self.host!r}")
+        if not _is_port(self.port):
             raise ConfigError(f"port must be a number from 0 to 65535, not {self.port!r}")
-        if self.timeout is not None and (not isinstance(self.timeout, int) or self.timeout < 0):
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, (int, float))
+            or self.timeout < 0
+        ):
             raise ConfigError(f"timeout must be 0 or more seconds, not {self.timeout!r}")
         if self.passive_ports is not None:
-            bad = [p for p in self.passive_ports if not 1 <= int(p) <= 65535]
-            if not self.passive_ports or bad:
+            try:
+                ports = list(self.passive_ports)
+            except TypeError:
+                ports = []
+            if not ports or not all(_is_port(p) and p > 0 for p in ports):
                 raise ConfigError(f"passive ports must be in 1-65535: {self.passive_ports!r}")
+        if self.masquerade_address is not None:
+            try:
+                ipaddress.IPv4Address(self.masquerade_address)
+            except ValueError:
+                raise ConfigError(
+                    "masquerade address must be an IPv4 address (PASV replies carry "
+                    f"one), not {self.masquerade_address!r}"
+                ) from None
         if self.use_tls:
             if not self.certfile:
                 raise ConfigError("a TLS key file was given without a certificate file")
@@ -212,6 +239,60 @@ class FTPServerConfig:
                     raise ConfigError(f"TLS {label} file not found: {path}")
                 if path and not os.access(path, os.R_OK):
                     raise ConfigError(f"TLS {label} file not readable: {path}")
+            check_tls_files(self.certfile, self.keyfile)
+
+
+def _openssl_reason(exc: Exception) -> str:
+    """A one-line reason from a pyOpenSSL error (a list of (lib, func, reason))."""
+    try:
+        reasons = [reason for _lib, _func, reason in exc.args[0] if reason]
+    except (IndexError, TypeError, ValueError):
+        reasons = []
+    if "no start line" in reasons:
+        return "not a PEM file (no start line)"
+    return "; ".join(reasons) or str(exc).splitlines()[0] or type(exc).__name__
+
+
+def check_tls_files(certfile: str, keyfile: str | None) -> None:
+    """Load the certificate and key as the TLS handler will; raise ``ConfigError``.
+
+    Catches a file that is not PEM, a key that does not belong to the
+    certificate, and an encrypted key (the server cannot ask for its
+    passphrase).
+    """
+    try:
+        from OpenSSL import SSL
+    except ImportError:
+        raise ConfigError("TLS needs pyOpenSSL: pip install 'django-ftpserver[tls]'") from None
+    # OpenSSL would ask for the passphrase of an encrypted key on the
+    # terminal: a hang under systemd. Refuse it before loading.
+    try:
+        with open(keyfile or certfile, "rb") as f:
+            encrypted = b"ENCRYPTED" in f.read(1 << 20)
+    except OSError as exc:
+        raise ConfigError(f"TLS key file not readable: {keyfile or certfile}: {exc}") from None
+    if encrypted:
+        raise ConfigError(
+            f"the TLS key in {keyfile or certfile} is encrypted: the server cannot ask for "
+            "its passphrase; decrypt it (openssl pkey -in KEY -out KEY.plain)"
+        )
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    try:
+        context.use_certificate_chain_file(certfile)
+    except SSL.Error as exc:
+        raise ConfigError(
+            f"cannot load the TLS certificate {certfile}: {_openssl_reason(exc)}"
+        ) from None
+    try:
+        context.use_privatekey_file(keyfile or certfile)
+        context.check_privatekey()
+    except SSL.Error as exc:
+        if not keyfile:
+            raise ConfigError(
+                f"no usable private key in the TLS certificate file {certfile} "
+                f"({_openssl_reason(exc)}): give the key file too"
+            ) from None
+        raise ConfigError(f"cannot load the TLS key {keyfile}: {_openssl_reason(exc)}") from None
 
 
 class FTPServerRunner:

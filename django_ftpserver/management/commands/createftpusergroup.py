@@ -3,8 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from django_ftpserver import models
+from django_ftpserver.management.commands.ftppathrule import parse_rules, set_rules
 
 HOME_DIR_MAX_LENGTH = models.FTPUserGroup._meta.get_field("home_dir").max_length
 
@@ -38,6 +40,13 @@ class Command(BaseCommand):
         parser.add_argument("name")
         parser.add_argument("home_dir", nargs="?")
         parser.add_argument("--permission", dest="permission", help="e.g. elradfmw (default)")
+        parser.add_argument(
+            "--path-rule",
+            dest="path_rules",
+            action="append",
+            metavar="PATH=PERMISSION",
+            help="permission for a path inside the home, e.g. /incoming=w (repeatable)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["name"]
@@ -51,5 +60,8 @@ class Command(BaseCommand):
         }
         if options.get("permission"):
             fields["permission"] = validate_permission(options["permission"])
-        group = models.FTPUserGroup.objects.create(**fields)
+        rules = parse_rules(options.get("path_rules"))
+        with transaction.atomic():
+            group = models.FTPUserGroup.objects.create(**fields)
+            set_rules(group, rules)
         self.stdout.write(f'FTP user group pk={group.pk}, "{name}" was created.')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import sys
@@ -15,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_ftpserver import utils
+from django_ftpserver.checks import exposure_warning
 from django_ftpserver.conf import conf
 from django_ftpserver.daemonizer import become_daemon
 from django_ftpserver.server import ConfigError, FTPServerConfig, FTPServerRunner
@@ -52,15 +54,25 @@ def describe_bind_error(host: str, port: int, exc: OSError) -> str:
     if isinstance(exc, socket.gaierror):
         return f"cannot listen on {host}:{port}: unknown host {host!r}"
     reason = exc.strerror or str(exc)
-    if exc.errno in (13, 1) and 0 < port < 1024:
+    if exc.errno in (errno.EACCES, errno.EPERM) and 0 < port < 1024:
         reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    elif exc.errno == errno.EADDRINUSE:
+        reason += " (another process listens there)"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        reason += " (not an address of this machine)"
     return f"cannot listen on {host}:{port}: {reason}"
 
 
 class Command(BaseCommand):
     help = "Start the FTP server."
+    # The system checks run in handle(), after the configuration was
+    # validated: a bad value gets one line naming it, not a check report.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--skip-checks", action="store_true", help="skip the Django system checks."
+        )
         parser.add_argument("host_port", nargs="?", help="HOST:PORT, [IPV6]:PORT or PORT.")
         parser.add_argument(
             "--daemonize", action="store_true", dest="daemonize", help="run in the background."
@@ -153,6 +165,21 @@ class Command(BaseCommand):
             raise CommandError(describe_bind_error(config.host, config.port, exc)) from None
         return runner
 
+    def run_checks(self, runner: FTPServerRunner, options: dict[str, Any]) -> None:
+        """The system checks, then W001 for the address actually bound."""
+        try:
+            if not options.get("skip_checks"):
+                self.check(display_num_errors=False)
+            if runner.config.host != conf.HOST:  # the settings' host was checked above
+                warning = exposure_warning(runner.config.host, runner.config.use_tls)
+                if warning:
+                    self.stderr.write(
+                        f"WARNING: ({warning.id}) {warning.msg}\n\tHINT: {warning.hint}"
+                    )
+        except BaseException:
+            runner.server.close_all()
+            raise
+
     @staticmethod
     def open_pidfile(runner: FTPServerRunner, pidfile: str) -> TextIO:
         """Open ``pidfile`` before detaching, so that a bad path is reported on the terminal."""
@@ -166,6 +193,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         runner = self.create_runner(options)
+        self.run_checks(runner, options)
         pidfile = self._option(options, "pidfile", "FTPSERVER_PIDFILE")
         pid_stream = None
         if pidfile:
