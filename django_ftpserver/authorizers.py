@@ -34,6 +34,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,11 +44,13 @@ from typing import Any, TypeVar
 from django.contrib.auth import authenticate, get_user_model
 from django.db import Error as DBError
 from django.db import InterfaceError, OperationalError, connections, router, transaction
+from django.db.models import Q
 from django.utils import timezone
 from pyftpdlib.authorizers import AuthenticationFailed, AuthorizerError
 
 from . import dispatch, models
 from .conf import conf
+from .permissions import PathRules, ftp_path_in_home
 from .workers import DatabaseWorkers
 
 logger = logging.getLogger(__name__)
@@ -61,13 +64,18 @@ RETRYABLE_DB_ERRORS = (OperationalError, InterfaceError)
 
 @dataclass(frozen=True)
 class AccountSnapshot:
-    """What a session needs of an account, read once at login."""
+    """What a session needs of an account, read once at login.
+
+    ``rules`` holds the account's path rules and its group's (one query at
+    login), so permission checks during the session run no SQL.
+    """
 
     username: str
     user_pk: Any
     account_pk: Any
     home_dir: str
     permission: str
+    rules: PathRules | None = None
 
     @classmethod
     def from_account(cls, account: models.FTPUserAccount) -> AccountSnapshot:
@@ -77,10 +85,30 @@ class AccountSnapshot:
             account_pk=account.pk,
             home_dir=account.get_home_dir(),
             permission=account.get_perms(),
+            rules=account.get_path_rules(),
         )
 
+    def ftp_path(self, path: str) -> str | None:
+        """Client-visible path of filesystem path ``path``; ``None`` outside the home."""
+        return ftp_path_in_home(path, self.home_dir)
+
+    def perms_for(self, path: str | None) -> str:
+        """The letters that apply at filesystem path ``path`` (``""`` outside the home)."""
+        if path is None or not self.rules:
+            return self.permission
+        ftp_path = self.ftp_path(path)
+        return "" if ftp_path is None else self.rules.perms_for(ftp_path)
+
     def has_perm(self, perm: str, path: str | None = None) -> bool:
-        return perm in self.permission
+        """``perm`` at filesystem path ``path``, as pyftpdlib asks it.
+
+        pyftpdlib passes paths under the home (it refuses others before
+        asking); a path outside the home has no permission at all.
+        """
+        if path is None or not self.rules:
+            return perm in self.permission
+        ftp_path = self.ftp_path(path)
+        return ftp_path is not None and self.rules.has_perm(perm, ftp_path)
 
 
 CacheKey = tuple[str, bytes]
@@ -270,9 +298,11 @@ class LastLoginRecorder:
 
 
 class AccountLookup:
-    """The one query of a cached login, compiled once per database.
+    """The queries of a cached login, compiled once per database.
 
-    Compiling the account query (a join of account, user and group) costs
+    A cached login reads the account with its user and group (one query),
+    then the account's and group's path rules (another). Compiling the
+    account query (a join of account, user and group) costs
     Django's ORM about 0.3 ms of CPU under the GIL, more than all the rest
     of a cached login; a burst of 100 logins spent most of its time there.
     The SQL is built by the ORM once, for the model and user model in use,
@@ -281,7 +311,11 @@ class AccountLookup:
     model instances (the cache fingerprint is built from those at a miss).
     """
 
-    _SENTINEL = "\x00django-ftpserver-username\x00"
+    # Stand-ins for the parameters when compiling: a username no one has,
+    # primary keys no row has (our models' keys are integers).
+    _USERNAME = "\x00django-ftpserver-username\x00"
+    _ACCOUNT_PK = -2_147_483_641
+    _GROUP_PK = -2_147_483_637
 
     def __init__(self, model: type[models.FTPUserAccount]) -> None:
         self.model = model
@@ -303,39 +337,55 @@ class AccountLookup:
         if self._has_is_active:
             self._names.append("user__is_active")
         self._filter = f"user__{username_field}"
-        self._compiled: dict[str, tuple[str, list[Any], int] | None] = {}
+        self._compiled: dict[str, tuple[tuple[str, list[Any]] | None, ...]] = {}
         meta = model._meta
         self._account_pk = meta.pk.to_python
         self._user_pk = meta.get_field("user").target_field.to_python
         self._group_pk = meta.get_field("group").target_field.to_python
 
-    def _compile(self, alias: str) -> tuple[str, list[Any], int] | None:
-        queryset = (
-            self.model._default_manager.using(alias)
-            .filter(**{self._filter: self._SENTINEL})
-            .values_list(*self._names)
-        )
+    @staticmethod
+    def _compiled_sql(queryset: Any, alias: str, *stand_ins: Any) -> tuple[str, list[Any]] | None:
+        """SQL and parameters of ``queryset``; ``None`` unless each stand-in is there once."""
         sql, params = queryset.query.get_compiler(using=alias).as_sql()
         params = list(params)
-        where = [i for i, value in enumerate(params) if value == self._SENTINEL]
-        if len(where) != 1:  # a backend that rewrites the value: use the ORM
-            return None
-        return sql, params, where[0]
+        if any(params.count(stand_in) != 1 for stand_in in stand_ins):
+            return None  # a backend that rewrites the values: use the ORM
+        return sql, params
+
+    def _compile(self, alias: str) -> tuple[tuple[str, list[Any]] | None, ...]:
+        account = self._compiled_sql(
+            self.model._default_manager.using(alias)
+            .filter(**{self._filter: self._USERNAME})
+            .values_list(*self._names),
+            alias,
+            self._USERNAME,
+        )
+        rules = self._compiled_sql(
+            models.FTPPathRule._default_manager.using(alias)
+            .filter(Q(account_id=self._ACCOUNT_PK) | Q(group_id=self._GROUP_PK))
+            .values_list("account_id", "path", "permission"),
+            alias,
+            self._ACCOUNT_PK,
+            self._GROUP_PK,
+        )
+        return account, rules
+
+    @staticmethod
+    def _execute(alias: str, compiled: tuple[str, list[Any]], values: dict[Any, Any]) -> list:
+        sql, params = compiled
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql, [values.get(param, param) for param in params])
+            return cursor.fetchall()
 
     def fetch(self, username: str) -> dict[str, Any] | None:
         """The account row of ``username``, or ``None`` (none, or no fast path)."""
         alias = router.db_for_read(self.model)
         if alias not in self._compiled:
             self._compiled[alias] = self._compile(alias)
-        compiled = self._compiled[alias]
-        if compiled is None:
+        account, rules = self._compiled[alias]
+        if account is None or rules is None:
             return None
-        sql, params, index = compiled
-        params = list(params)
-        params[index] = username
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchmany(2)
+        rows = self._execute(alias, account, {self._USERNAME: username})
         if len(rows) != 1:
             return None
         row = dict(zip(self._names, rows[0], strict=True))
@@ -343,7 +393,19 @@ class AccountLookup:
         row["user_id"] = self._user_pk(row["user_id"])
         row["group_id"] = self._group_pk(row["group_id"])
         row["user__is_active"] = bool(row.get("user__is_active", True))
+        row["_alias"] = alias
         return row
+
+    def path_rules(self, row: dict[str, Any]) -> PathRules:
+        """The account's and its group's path rules, as ``FTPUserAccount.get_path_rules``."""
+        alias = row["_alias"]
+        _, rules = self._compiled[alias]
+        account_rules: dict[str, str] = {}
+        group_rules: dict[str, str] = {}
+        values = {self._ACCOUNT_PK: row["pk"], self._GROUP_PK: row["group_id"]}
+        for account_id, path, permission in self._execute(alias, rules, values):
+            (account_rules if account_id is not None else group_rules)[path] = permission
+        return PathRules(row["group__permission"], account_rules, group_rules)
 
     def fingerprint(self, row: dict[str, Any]) -> tuple:
         """Equal to ``FTPAccountAuthorizer._fingerprint`` of the same account."""
@@ -385,6 +447,7 @@ class AccountLookup:
             account_pk=row["pk"],
             home_dir=model.get_home_dir(account),  # type: ignore[arg-type]
             permission=model.get_perms(account),  # type: ignore[arg-type]
+            rules=self.path_rules(row),
         )
 
 
@@ -507,7 +570,7 @@ class FTPAccountAuthorizer:
             logger.exception("error while checking the login of %r", username)
             raise AuthorizerError("Login unavailable, try again later.") from exc
         if handler is not None:
-            handler.authorizer = SessionAuthorizer(self, snapshot)
+            handler.authorizer = SessionAuthorizer(self, snapshot, handler)
 
     def _login(self, username: str, password: str) -> AccountSnapshot:
         snapshot = retry_db(self._cached_login, username, password)
@@ -589,9 +652,17 @@ class SessionAuthorizer:
     authorizer.
     """
 
-    def __init__(self, authorizer: FTPAccountAuthorizer, snapshot: AccountSnapshot) -> None:
+    def __init__(
+        self,
+        authorizer: FTPAccountAuthorizer,
+        snapshot: AccountSnapshot,
+        handler: Any = None,
+    ) -> None:
         self.base = authorizer
         self.snapshot = snapshot
+        # The handler owns this object: a weak reference avoids a cycle.
+        self._handler = weakref.ref(handler) if handler is not None else None
+        self._real_home: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.base, name)
@@ -616,8 +687,42 @@ class SessionAuthorizer:
         self.base.record_login(self.snapshot)
         return "welcome."
 
+    def _resolved_ftp_path(self, path: str) -> str | None:
+        """Client-visible path of ``path`` with symlinks resolved, or ``None``.
+
+        A symlink inside the home can lead from a writable place into a
+        read-only one; rules then apply to both the path as written and
+        the place it leads to. Returns ``None`` when resolving changes
+        nothing or the filesystem cannot resolve.
+        """
+        handler = self._handler() if self._handler else None
+        fs = getattr(handler, "fs", None)
+        if fs is None:
+            return None
+        try:
+            resolved = fs.realpath(path)
+            if resolved == path:
+                return None
+            if self._real_home is None:
+                self._real_home = fs.realpath(self.snapshot.home_dir)
+        except (OSError, ValueError):
+            return None
+        return ftp_path_in_home(resolved, self._real_home) or ""
+
     def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
-        return self.snapshot.has_perm(perm, path)
+        snapshot = self.snapshot
+        if not snapshot.has_perm(perm, path):
+            return False
+        if path is not None and snapshot.rules:
+            resolved = self._resolved_ftp_path(path)
+            if resolved is not None:
+                # "" = resolves outside the home: pyftpdlib refuses that too.
+                return bool(resolved) and snapshot.rules.has_perm(perm, resolved)
+        return True
 
     def get_perms(self, username: str) -> str:
         return self.snapshot.permission
+
+    def perms_for(self, path: str | None) -> str:
+        """The letters that apply at filesystem path ``path`` (for MLSD/MLST facts)."""
+        return self.snapshot.perms_for(path)

@@ -24,8 +24,8 @@ from django.db.backends.signals import connection_created
 from django.test import override_settings
 
 from django_ftpserver import signals
-from django_ftpserver.authorizers import AccountLookup, PasswordCache
-from django_ftpserver.models import FTPUserAccount
+from django_ftpserver.authorizers import AccountLookup, AccountSnapshot, PasswordCache
+from django_ftpserver.models import FTPPathRule, FTPUserAccount
 
 from .conftest import PASSWORD, RunningServer
 from .hashers import CountingHasher
@@ -255,18 +255,32 @@ def test_concurrent_logins_of_one_account_share_one_hash(ftp_server, make_accoun
     assert hasher.calls() == 1
 
 
-def test_fast_query_fingerprint_matches_the_orm_one(ftp_server, make_account):
+def test_fast_queries_match_the_orm(ftp_server, make_account):
     account = make_account("alice")
+    FTPPathRule.objects.create(account=account, path="/incoming", permission="elw")
+    FTPPathRule.objects.create(group=account.group, path="/archive", permission="elr")
+    FTPPathRule.objects.create(group=make_account("bob").group, path="/other", permission="")
     authorizer = authorizer_of(ftp_server)
     lookup = AccountLookup(FTPUserAccount)
     row = lookup.fetch("alice")
     orm = authorizer.get_account("alice")
     assert lookup.fingerprint(row) == authorizer._fingerprint(orm.user, orm)
-    snapshot = lookup.snapshot(row)
-    assert snapshot.home_dir == account.get_home_dir()
-    assert snapshot.permission == account.get_perms()
-    assert snapshot.account_pk == account.pk
+    assert lookup.snapshot(row) == AccountSnapshot.from_account(orm)
+    assert lookup.snapshot(row).rules.account == {"/incoming": "elw"}
     assert lookup.fetch("nobody") is None
+
+
+def test_path_rules_hold_for_a_cached_login(ftp_server, make_account, hasher):
+    account = make_account("alice", permission="elr")
+    FTPPathRule.objects.create(account=account, path="/incoming", permission="elmw")
+    login_and_quit(ftp_server, "alice")
+    client = ftp_server.connect("alice")  # cached: the fast queries load the rules
+    assert hasher.calls() == 1
+    with pytest.raises(ftplib.error_perm, match="550"):
+        client.mkd("/nope")
+    client.mkd("/incoming")
+    client.mkd("/incoming/yes")
+    client.quit()
 
 
 # --- where the work runs
