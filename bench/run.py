@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,6 +250,36 @@ class Bench:
         self.cpu_per_login[server.kind].append((after["cpu_s"] - before["cpu_s"]) / count)
         return elapsed, after.get("hashes", 0) - before.get("hashes", 0)
 
+    def _threaded_burst(self, server: Server, count: int) -> float:
+        """``count`` ftplib clients on threads, released together; seconds to all logged in."""
+        barrier = threading.Barrier(count + 1)
+        done: list[ftplib.FTP] = []
+        errors: list[BaseException] = []
+
+        def client() -> None:
+            ftp = ftplib.FTP()
+            try:
+                barrier.wait(30)
+                ftp.connect(HOST, server.port, timeout=60)
+                ftp.login(MAIN_USER, PASSWORD)
+                done.append(ftp)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=client) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        barrier.wait(30)
+        start = time.perf_counter()
+        for thread in threads:
+            thread.join(60)
+        elapsed = time.perf_counter() - start
+        for ftp in done:
+            ftp.close()
+        if errors:
+            raise SystemExit(f"{server.kind}: {errors[0]!r}")
+        return elapsed
+
     def measure_cache(self) -> None:
         count = self.params.burst
         warm: dict[str, list[float]] = {"ours": [], "bare": []}
@@ -270,6 +301,19 @@ class Bench:
         ours = statistics.median(self.cpu_per_login["ours"]) * 1000
         bare = statistics.median(self.cpu_per_login["bare"]) * 1000
         self.rows.append(Row("  server CPU per cached login", ours, bare, "ms"))
+        threaded: dict[str, list[float]] = {"ours": [], "bare": []}
+        for rep in range(self.params.reps):
+            for server in self.servers(rep):
+                threaded[server.kind].append(self._threaded_burst(server, count))
+        self.rows.append(
+            Row(
+                "  the same, one ftplib thread per client",
+                statistics.median(threaded["ours"]),
+                statistics.median(threaded["bare"]),
+                "s",
+                note="each client a thread running ftplib: client overhead included",
+            )
+        )
         count = self.params.cold_burst
         cold_ours, hashes = asyncio.run(self._burst(self.ours, count, False))
         cold_bare, _ = asyncio.run(self._burst(self.bare, count, False))
