@@ -92,7 +92,14 @@ class ResetAwareDTPMixin:
 
 
 class DjangoDTPHandler(ResetAwareDTPMixin, DTPHandler):
-    """Plain data channel of ``DjangoFTPHandler``."""
+    """Plain data channel of ``DjangoFTPHandler``.
+
+    Reads and ``sendfile()``s 256 KB at a time instead of pyftpdlib's 64 KB:
+    a quarter of the loop turns per transferred byte.
+    """
+
+    ac_in_buffer_size = 262144
+    ac_out_buffer_size = 262144
 
 
 class DjangoThrottledDTPHandler(ResetAwareDTPMixin, ThrottledDTPHandler):
