@@ -242,3 +242,11 @@ def test_restarting_the_database_between_two_logins_fails_no_login(private_db, t
     # The login after the restart met the broken connection and retried.
     assert "retrying on a new connection" in log
     assert "Traceback" not in log
+
+
+@pytest.mark.postgres
+@pytest.mark.mysql
+def test_fast_login_queries_match_the_orm_on_this_backend(ftp_server, make_account):
+    from .test_sessions import test_fast_queries_match_the_orm
+
+    test_fast_queries_match_the_orm(ftp_server, make_account)
