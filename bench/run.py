@@ -710,7 +710,7 @@ def main(argv: list[str] | None = None) -> None:
     import pyftpdlib
 
     header = (
-        f"django-ftpserver vs bare pyftpdlib, {datetime.date.today().isoformat()}, "
+        f"django-ftpserver vs bare pyftpdlib, {datetime.datetime.now(datetime.timezone.utc).date().isoformat()}, "
         f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"load {os.getloadavg()[0]:.2f}\n"
         f"Python {platform.python_version()}, Django {dj.__version__}, "
@@ -724,5 +724,7 @@ def main(argv: list[str] | None = None) -> None:
         figures = {"header": header, "rows": [row.__dict__ for row in bench.rows]}
         args.json.write_text(json.dumps(figures, indent=2))
     shutil.rmtree(workdir, ignore_errors=True)
-    if any(row.met is False for row in bench.rows):
+    missed = [row.label.strip() for row in bench.rows if row.met is False]
+    if missed:
+        print(f"\ngoals missed in this run: {'; '.join(missed)}")
         sys.exit(1)
