@@ -202,9 +202,10 @@ class PasswordCache:
 def retry_db(func: Callable[..., T], *args: Any) -> T:
     """Run ``func``; after a connection error, once more on a new connection.
 
-    Sessions close their connections after every use, so a stale one is
-    rare; the retry covers the rest (a receiver's leftover, a restart in
-    the middle of a login). A second failure becomes ``AuthorizerError``:
+    Login workers keep their connections while logins keep coming; one
+    broken under them (a database restart, "server has gone away", a
+    server-side idle timeout) fails the first query, and the retry runs it
+    again on a new connection. A second failure becomes ``AuthorizerError``:
     a 530 reply, logged here, instead of a dropped client.
     """
     try:

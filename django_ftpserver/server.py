@@ -8,9 +8,10 @@ Concurrency: ``DjangoFTPServer`` gives every session a thread of its own.
 Password hashing, ORM queries and signal receivers are plain blocking Django
 code; on a single event loop (pyftpdlib's default, and django-ftpserver
 1.0's) each of them stalls every connected client. On a thread per session
-they stall only their own session, and hashing (which releases the GIL)
-runs on all cores. Receivers of a session run on that session's thread, in
-order.
+they stall only their own session. Receivers of a session run on that
+session's thread, in order. The queries and hashes of logins run on the
+authorizer's few login workers (``workers.DatabaseWorkers``), where hashing
+(which releases the GIL) uses all cores. See ``docs/performance.rst``.
 """
 
 from __future__ import annotations
