@@ -26,8 +26,9 @@ from typing import Any
 
 from pyftpdlib.servers import ThreadedFTPServer
 
-from . import dispatch, signals, utils
+from . import dispatch, lockout, signals, utils
 from .conf import conf
+from .handlers import throttled_dtp_handler
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +49,21 @@ class DjangoFTPServer(ThreadedFTPServer):
       the accepting thread's scheduler, shared unsafely between threads);
     * the stop flag belongs to the instance, not the class, so stopping one
       server does not stop another in the same process;
-    * a session ended by server shutdown still gets ``on_disconnect``.
+    * a session ended by server shutdown still gets ``on_disconnect``;
+    * ``max_cons`` counts sessions exactly: pyftpdlib's threaded server
+      compares its count of sessions with ``<=`` and so let one more in.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._lock = threading.Lock()
         self._exit = threading.Event()
         super().__init__(*args, **kwargs)
+
+    def _accept_new_cons(self) -> bool:
+        if not self.max_cons:
+            return True
+        # Counted before the new session's thread exists.
+        return self._map_len() < self.max_cons
 
     def handle_accepted(self, sock: Any, addr: Any) -> None:
         handler = None
@@ -157,6 +166,12 @@ class FTPServerConfig:
     handler_class: str | type | None = None
     authorizer_class: str | type | None = None
     filesystem_class: str | type | None = None
+    #: Limits; None keeps the server's or handler's own value.
+    max_connections: int | None = None
+    max_connections_per_ip: int | None = None
+    max_login_attempts: int | None = None
+    read_limit: int | None = None
+    write_limit: int | None = None
     handler_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -168,6 +183,17 @@ class FTPServerConfig:
             self.authorizer_class = conf.AUTHORIZER
         if self.filesystem_class is None:
             self.filesystem_class = conf.FILESYSTEM
+        for name in self._LIMITS:
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(conf, name.upper()))
+
+    _LIMITS = (
+        "max_connections",
+        "max_connections_per_ip",
+        "max_login_attempts",
+        "read_limit",
+        "write_limit",
+    )
 
     @property
     def use_tls(self) -> bool:
@@ -191,6 +217,19 @@ class FTPServerConfig:
                     raise ConfigError(f"TLS {label} file not found: {path}")
                 if path and not os.access(path, os.R_OK):
                     raise ConfigError(f"TLS {label} file not readable: {path}")
+        for name in self._LIMITS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            least = 1 if name == "max_login_attempts" else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(
+                    f"{name.replace('_', ' ')} must be a whole number, {least} or more,"
+                    f" not {value!r}"
+                )
+        errors = lockout.check_settings()
+        if errors:
+            raise ConfigError(errors[0])
 
 
 class FTPServerRunner:
@@ -221,6 +260,8 @@ class FTPServerRunner:
         if config.sendfile is not None:
             # pyftpdlib's name; 1.0 set ``sendfile``, which pyftpdlib ignores.
             options["use_sendfile"] = bool(config.sendfile)
+        if config.max_login_attempts is not None:
+            options["max_login_attempts"] = config.max_login_attempts
         options.update(config.handler_options)
         return options
 
@@ -240,6 +281,15 @@ class FTPServerRunner:
             file_access_user=config.file_access_user,
             **self.handler_options(),
         )
+        if config.max_connections is not None:
+            server.max_cons = config.max_connections
+        if config.max_connections_per_ip is not None:
+            server.max_cons_per_ip = config.max_connections_per_ip
+        if config.read_limit or config.write_limit:
+            # ``server.handler`` is make_server's fresh subclass: no class leaks.
+            server.handler.dtp_handler = throttled_dtp_handler(
+                server.handler.dtp_handler, config.read_limit or 0, config.write_limit or 0
+            )
         if config.use_tls:
             try:
                 server.handler.get_ssl_context()  # fail now, not at the first client
