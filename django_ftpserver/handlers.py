@@ -264,12 +264,22 @@ class LoginGuardMixin:
       calls ``on_login_failed`` only after ``auth_failed_timeout`` (3 s),
       and not at all when the server stops meanwhile, so counting there
       would let a client skip the count by making the server wait.
+    * ``max_login_attempts`` holds for pipelined commands. pyftpdlib counts
+      a connection's attempts in that delayed callback too, while it goes
+      on reading the commands already received: a client sending many
+      ``USER``/``PASS`` pairs in one go had every password checked. Here a
+      connection's failures count at once, and a ``PASS`` past the limit is
+      refused unchecked.
 
     A lockout cache that fails is logged and lets the login go on: an
     unreachable cache must not lock every user out.
     """
 
     locked_out_reply = "530 Too many failed logins from your address; try again later."
+    too_many_attempts_reply = "530 Too many failed logins on this connection."
+
+    #: Failed logins on this connection, counted when they happen.
+    _failed_logins = 0
 
     def _lockout_call(self, function: Any, *args: Any) -> Any:
         try:
@@ -279,11 +289,13 @@ class LoginGuardMixin:
             return None
 
     def ftp_PASS(self, line: str) -> Any:
-        if (
-            not self.authenticated
-            and self.username
-            and self._lockout_call(lockout.is_locked, self.remote_ip)
-        ):
+        if self.authenticated or not self.username:
+            return super().ftp_PASS(line)  # pyftpdlib's 503 replies
+        if self._failed_logins >= self.max_login_attempts:
+            self.username = ""
+            self.respond(self.too_many_attempts_reply)
+            return None  # the pending failure's callback disconnects
+        if self._lockout_call(lockout.is_locked, self.remote_ip):
             logger.info(
                 "FTP login of %r from %s refused: address locked out", self.username, self.remote_ip
             )
@@ -295,6 +307,7 @@ class LoginGuardMixin:
 
     def handle_auth_failed(self, msg: str, password: str) -> None:
         username = self.username
+        self._failed_logins += 1
         super().handle_auth_failed(msg, password)
         locked = self._lockout_call(lockout.record_failure, self.remote_ip, username)
         if locked is not None:
@@ -317,6 +330,7 @@ class LoginGuardMixin:
         # Before the 230 goes out. The password was right even if the login
         # is refused further on (home directory): the typos stop counting.
         self._lockout_call(lockout.record_success, self.remote_ip, self.username)
+        self._failed_logins = 0
         super().handle_auth_success(home, password, msg_login)
 
 

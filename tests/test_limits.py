@@ -5,6 +5,7 @@ from __future__ import annotations
 import ftplib
 import io
 import os
+import socket
 import ssl
 import time
 
@@ -147,6 +148,26 @@ def test_max_login_attempts_disconnects(server_factory, account, monkeypatch):
         ftp.login("alice", PASSWORD)
     ftp.close()
     assert server.connect("alice").pwd() == "/"  # a new connection may try again
+
+
+def test_pipelined_passwords_are_not_all_checked(server_factory, account, settings):
+    """pyftpdlib reads on while a failed login's reply waits: each PASS was checked."""
+    from .test_lockout import CountingHasher
+
+    settings.PASSWORD_HASHERS = ["tests.test_lockout.CountingHasher"]
+    server = server_factory(**{"max-login-attempts": 3})
+    before = CountingHasher.calls
+    with socket.create_connection((server.host, server.port), timeout=15) as sock:
+        sock.recv(1024)
+        sock.sendall(b"".join(b"USER alice\r\nPASS guess%d\r\n" % i for i in range(20)))
+        replies = b""
+        while chunk := sock.recv(65536):  # the server hangs up after the third failure
+            replies += chunk
+    lines = replies.decode().splitlines()
+    assert lines.count("530 Authentication failed.") == 2
+    assert lines.count("530 Authentication failed. Disconnecting.") == 1
+    assert lines.count("530 Too many failed logins on this connection.") == 17
+    assert CountingHasher.calls - before == 3
 
 
 # --- bandwidth
