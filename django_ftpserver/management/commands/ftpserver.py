@@ -53,6 +53,23 @@ def describe_bind_error(host: str, port: int, exc: OSError) -> str:
 class Command(BaseCommand):
     help = "Start the FTP server."
 
+    #: Limit options: option name -> help. Each wins over its setting,
+    #: FTPSERVER_ + the name in capitals with underscores.
+    LIMIT_OPTIONS = {
+        "max-connections": "most simultaneous clients; more get 421 (FTPSERVER_MAX_CONNECTIONS).",
+        "max-connections-per-ip": (
+            "most simultaneous clients from one address; 0: no limit"
+            " (FTPSERVER_MAX_CONNECTIONS_PER_IP)."
+        ),
+        "max-login-attempts": (
+            "failed logins before a connection is closed (FTPSERVER_MAX_LOGIN_ATTEMPTS)."
+        ),
+        "read-limit": "upload bytes per second per transfer; 0: no limit (FTPSERVER_READ_LIMIT).",
+        "write-limit": (
+            "download bytes per second per transfer; 0: no limit (FTPSERVER_WRITE_LIMIT)."
+        ),
+    }
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("host_port", nargs="?", help="HOST:PORT, [IPV6]:PORT or PORT.")
         parser.add_argument(
@@ -82,23 +99,6 @@ class Command(BaseCommand):
         )
         for flag, help_text in self.LIMIT_OPTIONS.items():
             parser.add_argument(f"--{flag}", dest=flag, type=int, metavar="N", help=help_text)
-
-    #: Limit options: option name -> help. Each wins over its setting,
-    #: FTPSERVER_ + the name in capitals with underscores.
-    LIMIT_OPTIONS = {
-        "max-connections": "most simultaneous clients; more get 421 (FTPSERVER_MAX_CONNECTIONS).",
-        "max-connections-per-ip": (
-            "most simultaneous clients from one address; 0: no limit"
-            " (FTPSERVER_MAX_CONNECTIONS_PER_IP)."
-        ),
-        "max-login-attempts": (
-            "failed logins before a connection is closed (FTPSERVER_MAX_LOGIN_ATTEMPTS)."
-        ),
-        "read-limit": "upload bytes per second per transfer; 0: no limit (FTPSERVER_READ_LIMIT).",
-        "write-limit": (
-            "download bytes per second per transfer; 0: no limit (FTPSERVER_WRITE_LIMIT)."
-        ),
-    }
 
     @staticmethod
     def _option(options: dict[str, Any], name: str, setting: str) -> Any:
