@@ -14,7 +14,6 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth.hashers import MD5PasswordHasher
-from django.core.cache import caches
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -52,9 +51,7 @@ def lockout_settings(settings):
     settings.FTPSERVER_LOCKOUT_FAILURES = 3
     settings.FTPSERVER_LOCKOUT_WINDOW = 60
     settings.FTPSERVER_LOCKOUT_DURATION = 2
-    caches["default"].clear()
-    yield settings
-    caches["default"].clear()
+    return settings
 
 
 @pytest.fixture
