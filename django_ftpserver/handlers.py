@@ -362,11 +362,11 @@ class HomeDirMixin:
 
     def _home_problem(self, home: str) -> str | None:
         """Why ``home`` cannot serve this session, or None; creates it if configured."""
-        access = os.access
-        effective = os.access in os.supports_effective_ids  # file access user: euid
+        # Checked with the effective ids: those of the file access user.
+        effective = os.access in os.supports_effective_ids
 
         def can(mode: int) -> bool:
-            return access(home, mode, effective_ids=effective)
+            return os.access(home, mode, effective_ids=effective)
 
         if not os.path.isdir(home):
             if os.path.lexists(home):

@@ -174,6 +174,14 @@ class FTPServerConfig:
     write_limit: int | None = None
     handler_options: dict[str, Any] = field(default_factory=dict)
 
+    _LIMITS = (
+        "max_connections",
+        "max_connections_per_ip",
+        "max_login_attempts",
+        "read_limit",
+        "write_limit",
+    )
+
     def __post_init__(self) -> None:
         if self.server_class is None:
             self.server_class = conf.SERVER_CLASS
@@ -186,14 +194,6 @@ class FTPServerConfig:
         for name in self._LIMITS:
             if getattr(self, name) is None:
                 setattr(self, name, getattr(conf, name.upper()))
-
-    _LIMITS = (
-        "max_connections",
-        "max_connections_per_ip",
-        "max_login_attempts",
-        "read_limit",
-        "write_limit",
-    )
 
     @property
     def use_tls(self) -> bool:
@@ -223,9 +223,10 @@ class FTPServerConfig:
                 continue
             least = 1 if name == "max_login_attempts" else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                option = name.replace("_", "-")
                 raise ConfigError(
-                    f"{name.replace('_', ' ')} must be a whole number, {least} or more,"
-                    f" not {value!r}"
+                    f"{name.replace('_', ' ')} (--{option}, FTPSERVER_{name.upper()}) must be"
+                    f" a whole number, {least} or more, not {value!r}"
                 )
         errors = lockout.check_settings()
         if errors:

@@ -108,9 +108,13 @@ def test_unset_limits_keep_pyftpdlib_defaults(server_factory):
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"max-connections": -1}, "max connections must be a whole number, 0 or more, not -1"),
-        ({"max-login-attempts": 0}, "max login attempts must be a whole number, 1 or more"),
-        ({"read-limit": -5}, "read limit must be a whole number, 0 or more, not -5"),
+        (
+            {"max-connections": -1},
+            r"max connections \(--max-connections, FTPSERVER_MAX_CONNECTIONS\) must be"
+            " a whole number, 0 or more, not -1",
+        ),
+        ({"max-login-attempts": 0}, "must be a whole number, 1 or more, not 0"),
+        ({"read-limit": -5}, "read limit .* must be a whole number, 0 or more, not -5"),
     ],
 )
 def test_bad_limit_options_are_one_line_errors(server_factory, options, message):
@@ -120,7 +124,7 @@ def test_bad_limit_options_are_one_line_errors(server_factory, options, message)
 
 def test_bad_limit_setting_is_a_one_line_error(server_factory, settings):
     settings.FTPSERVER_WRITE_LIMIT = "1MB"
-    with pytest.raises(CommandError, match="write limit must be a whole number.*'1MB'"):
+    with pytest.raises(CommandError, match="FTPSERVER_WRITE_LIMIT.* must be a whole number.*'1MB'"):
         server_factory()
 
 
