@@ -24,6 +24,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
 from . import dispatch, lockout, signals, utils
@@ -50,14 +51,23 @@ class DjangoFTPServer(ThreadedFTPServer):
     * the stop flag belongs to the instance, not the class, so stopping one
       server does not stop another in the same process;
     * a session ended by server shutdown still gets ``on_disconnect``;
+    * each server has an event loop of its own, not pyftpdlib's shared one;
     * ``max_cons`` counts sessions exactly: pyftpdlib's threaded server
       compares its count of sessions with ``<=`` and so let one more in.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, address_or_socket: Any, handler: Any, ioloop: Any = None, backlog: int = 100
+    ) -> None:
         self._lock = threading.Lock()
         self._exit = threading.Event()
-        super().__init__(*args, **kwargs)
+        # An event loop of its own. pyftpdlib's default is a process-wide
+        # singleton, which two servers in one process (tests, FTP beside
+        # FTPS) would then poll from two threads at once; closing any loop,
+        # as each session's does, also resets that singleton at random.
+        if ioloop is None:
+            ioloop = IOLoop.factory()
+        super().__init__(address_or_socket, handler, ioloop=ioloop, backlog=backlog)
 
     def _accept_new_cons(self) -> bool:
         if not self.max_cons:
