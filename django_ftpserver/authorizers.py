@@ -23,6 +23,7 @@ import hmac
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -33,17 +34,23 @@ from pyftpdlib.authorizers import AuthenticationFailed
 
 from . import models
 from .conf import conf
+from .permissions import PathRules, ftp_path_in_home
 
 
 @dataclass(frozen=True)
 class AccountSnapshot:
-    """What a session needs of an account, read once at login."""
+    """What a session needs of an account, read once at login.
+
+    ``rules`` holds the account's path rules and its group's (one query at
+    login), so permission checks during the session run no SQL.
+    """
 
     username: str
     user_pk: Any
     account_pk: Any
     home_dir: str
     permission: str
+    rules: PathRules | None = None
 
     @classmethod
     def from_account(cls, account: models.FTPUserAccount) -> AccountSnapshot:
@@ -53,10 +60,30 @@ class AccountSnapshot:
             account_pk=account.pk,
             home_dir=account.get_home_dir(),
             permission=account.get_perms(),
+            rules=account.get_path_rules(),
         )
 
+    def ftp_path(self, path: str) -> str | None:
+        """Client-visible path of filesystem path ``path``; ``None`` outside the home."""
+        return ftp_path_in_home(path, self.home_dir)
+
+    def perms_for(self, path: str | None) -> str:
+        """The letters that apply at filesystem path ``path`` (``""`` outside the home)."""
+        if path is None or not self.rules:
+            return self.permission
+        ftp_path = self.ftp_path(path)
+        return "" if ftp_path is None else self.rules.perms_for(ftp_path)
+
     def has_perm(self, perm: str, path: str | None = None) -> bool:
-        return perm in self.permission
+        """``perm`` at filesystem path ``path``, as pyftpdlib asks it.
+
+        pyftpdlib passes paths under the home (it refuses others before
+        asking); a path outside the home has no permission at all.
+        """
+        if path is None or not self.rules:
+            return perm in self.permission
+        ftp_path = self.ftp_path(path)
+        return ftp_path is not None and self.rules.has_perm(perm, ftp_path)
 
 
 class PasswordCache:
@@ -192,7 +219,7 @@ class FTPAccountAuthorizer:
         account = self.authenticate(username, password)
         snapshot = AccountSnapshot.from_account(account)
         if handler is not None:
-            handler.authorizer = SessionAuthorizer(self, snapshot)
+            handler.authorizer = SessionAuthorizer(self, snapshot, handler)
 
     def get_home_dir(self, username: str) -> str:
         account = self.get_account(username)
@@ -237,9 +264,17 @@ class SessionAuthorizer:
     authorizer.
     """
 
-    def __init__(self, authorizer: FTPAccountAuthorizer, snapshot: AccountSnapshot) -> None:
+    def __init__(
+        self,
+        authorizer: FTPAccountAuthorizer,
+        snapshot: AccountSnapshot,
+        handler: Any = None,
+    ) -> None:
         self.base = authorizer
         self.snapshot = snapshot
+        # The handler owns this object: a weak reference avoids a cycle.
+        self._handler = weakref.ref(handler) if handler is not None else None
+        self._real_home: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.base, name)
@@ -258,8 +293,42 @@ class SessionAuthorizer:
         )
         return "welcome."
 
+    def _resolved_ftp_path(self, path: str) -> str | None:
+        """Client-visible path of ``path`` with symlinks resolved, or ``None``.
+
+        A symlink inside the home can lead from a writable place into a
+        read-only one; rules then apply to both the path as written and
+        the place it leads to. Returns ``None`` when resolving changes
+        nothing or the filesystem cannot resolve.
+        """
+        handler = self._handler() if self._handler else None
+        fs = getattr(handler, "fs", None)
+        if fs is None:
+            return None
+        try:
+            resolved = fs.realpath(path)
+            if resolved == path:
+                return None
+            if self._real_home is None:
+                self._real_home = fs.realpath(self.snapshot.home_dir)
+        except (OSError, ValueError):
+            return None
+        return ftp_path_in_home(resolved, self._real_home) or ""
+
     def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
-        return self.snapshot.has_perm(perm, path)
+        snapshot = self.snapshot
+        if not snapshot.has_perm(perm, path):
+            return False
+        if path is not None and snapshot.rules:
+            resolved = self._resolved_ftp_path(path)
+            if resolved is not None:
+                # "" = resolves outside the home: pyftpdlib refuses that too.
+                return bool(resolved) and snapshot.rules.has_perm(perm, resolved)
+        return True
 
     def get_perms(self, username: str) -> str:
         return self.snapshot.permission
+
+    def perms_for(self, path: str | None) -> str:
+        """The letters that apply at filesystem path ``path`` (for MLSD/MLST facts)."""
+        return self.snapshot.perms_for(path)

@@ -1,3 +1,287 @@
-"""Django system checks for the ``FTPSERVER_*`` settings."""
+"""Django system checks for the ``FTPSERVER_*`` settings.
+
+``manage.py check`` (and every command that runs the checks) reports a
+setting that cannot work as an error (``django_ftpserver.E0xx``) and a
+setting that works but exposes the server as a warning
+(``django_ftpserver.W0xx``). The ids are stable; silence one with
+``SILENCED_SYSTEM_CHECKS`` if it does not apply to you.
+
+=====  ==============================================================
+E001   a class setting (server, handler, authorizer...) cannot be imported
+E002   ``FTPSERVER_PASSIVE_PORTS`` is not a valid port range
+E003   ``FTPSERVER_KEYFILE`` without ``FTPSERVER_CERTFILE``
+E004   the certificate or key file is missing, unreadable or not usable
+E005   ``FTPSERVER_HOST`` or ``FTPSERVER_PORT`` has a wrong type or range
+E006   ``FTPSERVER_TIMEOUT`` is negative or not a number
+E007   ``FTPSERVER_AUTH_CACHE_TIMEOUT`` is negative or not a number
+E008   ``FTPSERVER_MASQUERADE_ADDRESS`` is not an IPv4 address
+W001   listening beyond loopback without TLS: passwords travel in clear
+W002   a certificate is configured but TLS is not required
+=====  ==============================================================
+"""
 
 from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any
+
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from . import conf as conf_module
+from . import utils
+
+TAG = "ftpserver"
+
+#: Settings that name a class, as a dotted path or the class itself.
+CLASS_SETTINGS = (
+    "FTPSERVER_SERVER_CLASS",
+    "FTPSERVER_HANDLER",
+    "FTPSERVER_TLSHANDLER",
+    "FTPSERVER_AUTHORIZER",
+    "FTPSERVER_FILESYSTEM",
+)
+
+
+def _setting(name: str) -> Any:
+    """The raw value (or default): checks must not crash on what they check."""
+    return conf_module.get(name)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@register(TAG)
+def check_class_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E001: every class setting names something importable."""
+    errors: list[CheckMessage] = []
+    for name in CLASS_SETTINGS:
+        value = _setting(name)
+        if value is None or isinstance(value, type):
+            continue
+        if not isinstance(value, str):
+            problem = f"must be a dotted path or a class, not {value!r}"
+        else:
+            try:
+                utils.import_class(value)
+                continue
+            except ImportError as exc:
+                problem = f"= {value!r} cannot be imported: {exc}"
+            except Exception as exc:  # the module raised while being imported
+                problem = f"= {value!r} failed to import: {type(exc).__name__}: {exc}"
+        errors.append(
+            Error(
+                f"{name} {problem}",
+                hint="Give the dotted path of an existing class, e.g. "
+                f"{conf_module.DEFAULTS.get(name) or 'myproject.ftp.MyClass'!r}.",
+                id="django_ftpserver.E001",
+            )
+        )
+    return errors
+
+
+@register(TAG)
+def check_passive_ports(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E002: ``FTPSERVER_PASSIVE_PORTS`` parses into ports of 1-65535."""
+    value = _setting("FTPSERVER_PASSIVE_PORTS")
+    if value is None:
+        return []
+    problem = None
+    if isinstance(value, str):
+        try:
+            utils.parse_ports(value)
+        except ValueError as exc:
+            problem = str(exc)
+    else:
+        try:
+            ports = list(value)
+        except TypeError:
+            ports = []
+        if not ports or not all(_is_number(p) and int(p) == p and 1 <= p <= 65535 for p in ports):
+            problem = f"expected a string like '60000-60100' or a list of ports, not {value!r}"
+    if problem is None:
+        return []
+    return [
+        Error(
+            f"FTPSERVER_PASSIVE_PORTS is invalid: {problem}",
+            hint="Use a string of ports and ascending ranges within 1-65535, "
+            "e.g. '60000-60100' or '50000,60000-60010'.",
+            id="django_ftpserver.E002",
+        )
+    ]
+
+
+@register(TAG, Tags.security)
+def check_tls_files(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E003/E004: a key needs a certificate; both files must be usable."""
+    certfile, keyfile = _setting("FTPSERVER_CERTFILE"), _setting("FTPSERVER_KEYFILE")
+    if keyfile and not certfile:
+        return [
+            Error(
+                "FTPSERVER_KEYFILE is set but FTPSERVER_CERTFILE is not.",
+                hint="Set FTPSERVER_CERTFILE to the certificate (chain) that goes with the key.",
+                id="django_ftpserver.E003",
+            )
+        ]
+    if not certfile:
+        return []
+    for name, path in (("FTPSERVER_CERTFILE", certfile), ("FTPSERVER_KEYFILE", keyfile)):
+        if not path:
+            continue
+        if not isinstance(path, (str, os.PathLike)):
+            problem = f"must be a file path, not {path!r}"
+        elif not os.path.isfile(path):
+            problem = f"file not found: {path}"
+        elif not os.access(path, os.R_OK):
+            problem = f"file not readable by this process: {path}"
+        else:
+            continue
+        return [
+            Error(
+                f"{name} {problem}",
+                hint="Give the path of a PEM file that the user running the server can read.",
+                id="django_ftpserver.E004",
+            )
+        ]
+    from .server import ConfigError
+    from .server import check_tls_files as load
+
+    try:
+        load(os.fspath(certfile), os.fspath(keyfile) if keyfile else None)
+    except ConfigError as exc:
+        return [
+            Error(
+                f"The TLS certificate or key cannot be used: {exc}",
+                hint="Check that both files are PEM, that the key belongs to the certificate "
+                "and that the key is not encrypted.",
+                id="django_ftpserver.E004",
+            )
+        ]
+    return []
+
+
+@register(TAG)
+def check_address(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E005: ``FTPSERVER_HOST`` is a string and ``FTPSERVER_PORT`` a port number."""
+    errors: list[CheckMessage] = []
+    host, port = _setting("FTPSERVER_HOST"), _setting("FTPSERVER_PORT")
+    if not isinstance(host, str):
+        errors.append(
+            Error(
+                f"FTPSERVER_HOST must be a string, not {host!r}.",
+                hint="e.g. '127.0.0.1', '0.0.0.0' (all IPv4 interfaces) or '::'.",
+                id="django_ftpserver.E005",
+            )
+        )
+    if not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port <= 65535):
+        errors.append(
+            Error(
+                f"FTPSERVER_PORT must be an integer from 0 to 65535, not {port!r}.",
+                hint="e.g. 21, or 2121 to run without root.",
+                id="django_ftpserver.E005",
+            )
+        )
+    return errors
+
+
+@register(TAG)
+def check_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E006/E007: timeouts are numbers of seconds, not negative."""
+    errors: list[CheckMessage] = []
+    timeout = _setting("FTPSERVER_TIMEOUT")
+    if timeout is not None and not (_is_number(timeout) and timeout >= 0):
+        errors.append(
+            Error(
+                f"FTPSERVER_TIMEOUT must be 0 or more seconds, not {timeout!r}.",
+                hint="Seconds a client may stay idle, e.g. 300; None keeps pyftpdlib's default.",
+                id="django_ftpserver.E006",
+            )
+        )
+    cache = _setting("FTPSERVER_AUTH_CACHE_TIMEOUT")
+    if not (_is_number(cache) and cache >= 0):
+        errors.append(
+            Error(
+                f"FTPSERVER_AUTH_CACHE_TIMEOUT must be 0 or more seconds, not {cache!r}.",
+                hint="Seconds a verified password is remembered, e.g. 300; 0 disables it.",
+                id="django_ftpserver.E007",
+            )
+        )
+    return errors
+
+
+@register(TAG)
+def check_masquerade_address(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E008: PASV replies carry an IPv4 address, so the masquerade address is one."""
+    value = _setting("FTPSERVER_MASQUERADE_ADDRESS")
+    if value is None:
+        return []
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return [
+            Error(
+                f"FTPSERVER_MASQUERADE_ADDRESS must be an IPv4 address, not {value!r}.",
+                hint="Give the public IPv4 address clients reach the server at (not a name).",
+                id="django_ftpserver.E008",
+            )
+        ]
+    return []
+
+
+def is_loopback(host: Any) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if not isinstance(host, str):
+        return False
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def exposure_warning(host: Any, use_tls: bool) -> CheckMessage | None:
+    """W001 for a server on ``host``: plain FTP beyond loopback."""
+    if use_tls or is_loopback(host):
+        return None
+    return Warning(
+        f"The FTP server listens on {host!r} without TLS: passwords and files cross "
+        "the network in clear text.",
+        hint="Set FTPSERVER_CERTFILE and FTPSERVER_KEYFILE (TLS is then required), "
+        "or listen on 127.0.0.1 behind a TLS-terminating proxy.",
+        id="django_ftpserver.W001",
+    )
+
+
+@register(TAG, Tags.security)
+def check_exposure(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W001: a non-loopback ``FTPSERVER_HOST`` without a certificate."""
+    host = _setting("FTPSERVER_HOST")
+    if not isinstance(host, str):
+        return []  # E005 reports it
+    warning = exposure_warning(host, bool(_setting("FTPSERVER_CERTFILE")))
+    return [warning] if warning else []
+
+
+@register(TAG, Tags.security)
+def check_tls_required(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W002: with a certificate, TLS should stay required on both channels."""
+    if not _setting("FTPSERVER_CERTFILE"):
+        return []
+    relaxed = [
+        name
+        for name in ("FTPSERVER_TLS_CONTROL_REQUIRED", "FTPSERVER_TLS_DATA_REQUIRED")
+        if not _setting(name)
+    ]
+    if not relaxed:
+        return []
+    return [
+        Warning(
+            f"{' and '.join(relaxed)} {'is' if len(relaxed) == 1 else 'are'} False: clients "
+            "may log in or transfer files without TLS although a certificate is configured.",
+            hint="Remove the setting (TLS is required by default) unless you must serve "
+            "clients that cannot do TLS.",
+            id="django_ftpserver.W002",
+        )
+    ]

@@ -25,15 +25,20 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from django.dispatch import Signal
+from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.filesystems import AbstractedFS, UnixFilesystem
 from pyftpdlib.handlers import DTPHandler, FTPHandler, ThrottledDTPHandler
+from pyftpdlib.handlers.ftp.producers import BufferedIteratorProducer
 from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED
+from pyftpdlib.utils import strerror
 
 from . import dispatch, lockout, signals
 from .conf import conf
+from .permissions import climbs_above_root
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +62,10 @@ def _connection_was_reset(channel: Any) -> bool:
     socket error covers a reset that the poller reported without a read.
     """
     error = sys.exc_info()[1]
+    if SSL is not None and isinstance(error, SSL.ZeroReturnError):
+        # A TLS close_notify: the peer ended the stream on purpose. A reset
+        # may follow it (a client closing with unread session tickets).
+        return False
     if isinstance(error, OSError) and error.errno in _ERRNOS_DISCONNECTED:
         return True
     if SSL is not None and isinstance(error, SSL.SysCallError):
@@ -254,6 +263,144 @@ class SignalEmitterMixin:
         return result
 
 
+class CommandLineGuardMixin:
+    """Refuse command lines that are not text, instead of guessing.
+
+    pyftpdlib decodes with ``errors="replace"``: an invalid UTF-8 name
+    becomes U+FFFD and ``MKD \\xff`` creates a directory nobody asked for;
+    a NUL byte reaches ``os`` calls, raises ``ValueError`` and drops the
+    session; a bare CR or LF inside a line ends up in file names and logs.
+    Here all of them get ``501`` and the session goes on.
+
+    A path that climbs above the home (``RETR ../../etc/passwd``,
+    ``CWD /..``) gets ``550``; pyftpdlib would clamp it to the home and
+    serve, or overwrite, a file the client did not name.
+
+    pyftpdlib also answers ``500 Command too long.`` every 2048 bytes of an
+    over-long line and then runs its tail as a command: here an over-long
+    line gets one ``500`` and is discarded up to its end.
+    """
+
+    #: Longest command line accepted, in bytes (pyftpdlib's own limit).
+    max_command_length = 2048
+
+    _discarding_line = False
+
+    def collect_incoming_data(self, data: bytes) -> None:
+        if self._discarding_line:
+            return
+        self._in_buffer.append(data)
+        self._in_buffer_len += len(data)
+        if self._in_buffer_len > self.max_command_length:
+            self._in_buffer = []
+            self._in_buffer_len = 0
+            self._discarding_line = True
+
+    def found_terminator(self) -> None:
+        if self._discarding_line:
+            self._discarding_line = False
+            self.respond_w_warning("500 Command too long.")
+            return
+        line = b"".join(self._in_buffer)
+        problem = None
+        if b"\x00" in line:
+            problem = "501 NUL byte in command."
+        elif b"\n" in line or b"\r" in line:  # log injection, smuggled commands
+            problem = "501 Line break inside the command."
+        else:
+            try:
+                line.decode(self.encoding)
+            except UnicodeDecodeError:
+                problem = "501 Command is not valid UTF-8."
+        if problem is not None:
+            self._in_buffer = []
+            self._in_buffer_len = 0
+            self.respond_w_warning(problem)
+            return
+        super().found_terminator()
+
+    def pre_process_command(self, line: str, cmd: str, arg: str) -> Any:
+        if self.authenticated and self.fs is not None:
+            name, path = cmd, arg
+            if cmd == "SITE" and arg:
+                name = f"SITE {arg.split(' ')[0].upper()}"
+                path = line[len(name) + 1 :]
+            if name in ("SITE CHMOD", "MFMT"):
+                path = path.split(" ", 1)[1] if " " in path else ""
+            elif name in ("CDUP", "XCUP"):
+                path = ".."
+            spec = self.proto_cmds.get(name)
+            if spec and spec["perm"] and path and climbs_above_root(self.fs.cwd, path):
+                self.respond_w_warning("550 Path goes above the home directory.")
+                return None
+        return super().pre_process_command(line, cmd, arg)
+
+
+class PathPermissionFactsMixin:
+    """MLSD/MLST ``perm`` facts that follow the account's path rules.
+
+    pyftpdlib computes the facts from the account's one permission string;
+    with path rules, each entry gets the letters of its own path, so a
+    client shows ``/reports`` as read-only. Without rules (or with another
+    authorizer) pyftpdlib's own code runs.
+    """
+
+    def _perms_for(self) -> Any:
+        perms_for = getattr(self.authorizer, "perms_for", None)
+        snapshot = getattr(self.authorizer, "snapshot", None)
+        if perms_for is None or snapshot is None or not snapshot.rules:
+            return None
+        return perms_for
+
+    def ftp_MLSD(self, path: str) -> Any:
+        perms_for = self._perms_for()
+        if perms_for is None:
+            return super().ftp_MLSD(path)
+        if not self.fs.isdir(path):  # RFC 3659: 501 for a path that is not a directory
+            self.respond("501 No such directory.")
+            return None
+        try:
+            listing = self.run_as_current_user(self.fs.listdir, path)
+        except (OSError, FilesystemError) as err:
+            self.respond(f"550 {strerror(err)}.")
+            return None
+        facts = self._current_facts
+
+        def lines() -> Iterator[bytes]:
+            for name in listing:
+                perms = perms_for(os.path.join(path, name))
+                yield from self.fs.format_mlsx(path, [name], perms, facts)
+
+        self.push_dtp_data(BufferedIteratorProducer(lines()), isproducer=True, cmd="MLSD")
+        return path
+
+    def ftp_MLST(self, path: str) -> Any:
+        perms_for = self._perms_for()
+        if perms_for is None:
+            return super().ftp_MLST(path)
+        line = self.fs.fs2ftp(path)
+        basedir, basename = os.path.split(path)
+        try:
+            data = b"".join(
+                self.run_as_current_user(
+                    self.fs.format_mlsx,
+                    basedir,
+                    [basename],
+                    perms_for(path),
+                    self._current_facts,
+                    ignore_err=False,
+                )
+            )
+        except (OSError, FilesystemError) as err:
+            self.respond(f"550 {strerror(err)}.")
+            return None
+        text = data.decode(self.encoding, self.unicode_errors)
+        self.push(f'250-Listing "{line}":\r\n')
+        self.push(" " + text.split(" ")[0] + f" {line}\r\n")
+        self.respond("250 End MLST.")
+        return path
+
+
 class LoginGuardMixin:
     """Brute-force protection at login.
 
@@ -414,7 +561,14 @@ class HomeDirMixin:
         super().handle_auth_success(home, password, msg_login)
 
 
-class DjangoFTPHandler(SignalEmitterMixin, LoginGuardMixin, HomeDirMixin, FTPHandler):
+class DjangoFTPHandler(
+    SignalEmitterMixin,
+    CommandLineGuardMixin,
+    PathPermissionFactsMixin,
+    LoginGuardMixin,
+    HomeDirMixin,
+    FTPHandler,
+):
     """FTP handler that sends the Django signals."""
 
     dtp_handler = DjangoDTPHandler
@@ -425,10 +579,30 @@ if HAS_TLS:
     class DjangoTLS_DTPHandler(TLS_DTPHandler, DjangoDTPHandler):
         """TLS data channel; the reset check sits below the TLS layer."""
 
-    class DjangoTLS_FTPHandler(SignalEmitterMixin, LoginGuardMixin, HomeDirMixin, TLS_FTPHandler):
+    class DjangoTLS_FTPHandler(
+        SignalEmitterMixin,
+        CommandLineGuardMixin,
+        PathPermissionFactsMixin,
+        LoginGuardMixin,
+        HomeDirMixin,
+        TLS_FTPHandler,
+    ):
         """FTPS (explicit TLS) handler that sends the Django signals."""
 
         dtp_handler = DjangoTLS_DTPHandler
+
+        def ftp_PROT(self, line: str) -> None:
+            # pyftpdlib accepts PROT C even when it will refuse every clear
+            # data connection; say so at once (RFC 4217: 534, policy).
+            if (
+                line.strip().upper() == "C"
+                and self.tls_data_required
+                and self._ssl_established
+                and self._pbsz
+            ):
+                self.respond("534 PROT C refused: TLS is required on the data channel.")
+                return
+            super().ftp_PROT(line)
 
 else:  # pragma: no cover
     DjangoTLS_DTPHandler = None

@@ -10,16 +10,27 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
+import django
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-#: Every permission letter pyftpdlib knows (see ``pyftpdlib.authorizers``).
-READ_PERMS = "elr"
-WRITE_PERMS = "adfmwMT"
-ALL_PERMS = READ_PERMS + WRITE_PERMS
+from . import permissions
+from .permissions import ALL_PERMS, READ_PERMS, WRITE_PERMS  # noqa: F401  (published here)
+
+
+def permission_error(permission: str) -> str | None:
+    """Why ``permission`` is not a set of pyftpdlib letters, or ``None`` if it is."""
+    if not permission:
+        return "give at least one letter"
+    unknown = "".join(sorted(set(permission) - set(ALL_PERMS)))
+    if unknown:
+        return f"unknown letters {unknown!r}, use letters of {ALL_PERMS!r}"
+    if len(set(permission)) != len(permission):
+        return "give each letter once"
+    return None
 
 
 class FTPUserGroup(models.Model):
@@ -50,6 +61,13 @@ class FTPUserGroup(models.Model):
 
     def __str__(self) -> str:
         return str(self.name)
+
+    def clean(self) -> None:
+        # A check in clean(), not a field validator: no migration, and the
+        # admin form still refuses letters pyftpdlib would reject at login.
+        error = permission_error(self.permission)
+        if error:
+            raise ValidationError({"permission": error})
 
 
 class FTPUserAccount(models.Model):
@@ -99,7 +117,143 @@ class FTPUserAccount(models.Model):
         return directory.replace("{username}", self.get_username())
 
     def get_perms(self) -> str:
+        """The group's permission: what applies where no path rule matches."""
         return self.group.permission
 
+    def get_path_rules(self) -> permissions.PathRules:
+        """This account's path rules and its group's, in one query."""
+        account_rules: dict[str, str] = {}
+        group_rules: dict[str, str] = {}
+        rules = FTPPathRule.objects.filter(
+            models.Q(account_id=self.pk) | models.Q(group_id=self.group_id)
+        ).values_list("account_id", "path", "permission")
+        for account_id, path, permission in rules:
+            (account_rules if account_id is not None else group_rules)[path] = permission
+        return permissions.PathRules(self.get_perms(), account_rules, group_rules)
+
+    def to_ftp_path(self, path: str) -> str:
+        """``path`` as the client sees it.
+
+        A filesystem path under the home (what pyftpdlib passes) is mapped
+        to the client-visible path; anything else is taken as a
+        client-visible path already (``"/incoming/a.txt"``).
+        """
+        mapped = permissions.ftp_path_in_home(path, self.get_home_dir())
+        return mapped if mapped is not None else "/" + path.lstrip("/")
+
     def has_perm(self, perm: str, path: str | None = None) -> bool:
-        return perm in self.get_perms()
+        """Whether ``perm`` (one pyftpdlib letter) is allowed at ``path``.
+
+        Without a path, the group's permission answers. With one, the path
+        rules do (see :mod:`django_ftpserver.permissions`). This runs
+        queries; a logged-in session answers from the snapshot it loaded.
+        """
+        if path is None:
+            return perm in self.get_perms()
+        return self.get_path_rules().has_perm(perm, self.to_ftp_path(path))
+
+
+def validate_rule_path(value: str) -> None:
+    try:
+        permissions.normalize_rule_path(value)
+    except permissions.InvalidRule as exc:
+        raise ValidationError(str(exc), code="invalid_path") from None
+
+
+def validate_rule_permission(value: str) -> None:
+    try:
+        permissions.validate_permission_letters(value)
+    except permissions.InvalidRule as exc:
+        raise ValidationError(str(exc), code="invalid_permission") from None
+
+
+#: A path rule has exactly one owner.
+ONE_OWNER = models.Q(group__isnull=False, account__isnull=True) | models.Q(
+    group__isnull=True, account__isnull=False
+)
+# CheckConstraint's ``check`` became ``condition`` in Django 5.1.
+_CHECK_KWARG = "condition" if django.VERSION >= (5, 1) else "check"
+
+
+class FTPPathRule(models.Model):
+    """A permission for a path inside the home, owned by a group or by an account.
+
+    Exactly one of ``group`` and ``account`` is set. For a path, the rule
+    with the longest matching path wins; at the same path an account's rule
+    beats its group's. See :mod:`django_ftpserver.permissions`.
+    """
+
+    group = models.ForeignKey(
+        FTPUserGroup,
+        verbose_name=_("FTP user group"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="path_rules",
+    )
+    account = models.ForeignKey(
+        FTPUserAccount,
+        verbose_name=_("FTP user account"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="path_rules",
+    )
+    path = models.CharField(
+        _("Path"),
+        max_length=permissions.MAX_RULE_PATH_LENGTH,
+        validators=[validate_rule_path],
+        help_text=_(
+            "A path inside the home as the FTP client sees it, e.g. /incoming. "
+            "The rule covers everything below it."
+        ),
+    )
+    permission = models.CharField(
+        _("Permission"),
+        max_length=10,
+        blank=True,
+        validators=[validate_rule_permission],
+        help_text=_(
+            "pyftpdlib letters for this path: e=cd, l=list, r=download, a=append, "
+            "d=delete, f=rename, m=mkdir, w=upload, M=chmod, T=set mtime. "
+            "Empty: nothing is allowed."
+        ),
+    )
+
+    class Meta:
+        verbose_name = _("FTP path rule")
+        verbose_name_plural = _("FTP path rules")
+        ordering = ("path",)
+        constraints = [
+            models.CheckConstraint(
+                **{_CHECK_KWARG: ONE_OWNER},
+                name="django_ftpserver_pathrule_one_owner",
+                violation_error_message=_("A path rule belongs to a group or to an account."),
+            ),
+            models.UniqueConstraint(
+                fields=["group", "path"], name="django_ftpserver_pathrule_group_path"
+            ),
+            models.UniqueConstraint(
+                fields=["account", "path"], name="django_ftpserver_pathrule_account_path"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.path}={self.permission}"
+
+    @property
+    def owner(self) -> FTPUserGroup | FTPUserAccount | None:
+        return self.account if self.account_id is not None else self.group
+
+    def clean(self) -> None:
+        super().clean()
+        if self.path:
+            try:
+                self.path = permissions.normalize_rule_path(self.path)
+            except permissions.InvalidRule as exc:
+                raise ValidationError({"path": str(exc)}) from None
+
+    def save(self, *args, **kwargs) -> None:
+        # Stored normalized whatever the entry point, so lookups by path match.
+        self.path = permissions.normalize_rule_path(self.path)
+        super().save(*args, **kwargs)

@@ -16,6 +16,7 @@ order.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import os
 import signal
@@ -32,6 +33,13 @@ from .conf import conf
 from .handlers import throttled_dtp_handler
 
 logger = logging.getLogger(__name__)
+
+try:
+    from OpenSSL import SSL
+
+    _TLS_ERRORS: tuple[type[BaseException], ...] = (SSL.Error,)
+except ImportError:  # pragma: no cover - TLS is optional
+    _TLS_ERRORS = ()
 
 
 class ConfigError(ValueError):
@@ -51,7 +59,10 @@ class DjangoFTPServer(ThreadedFTPServer):
     * the stop flag belongs to the instance, not the class, so stopping one
       server does not stop another in the same process;
     * a session ended by server shutdown still gets ``on_disconnect``;
-    * each server has an event loop of its own, not pyftpdlib's shared one;
+    * the server gets an IOLoop of its own unless given one: pyftpdlib's
+      default is the process-wide ``IOLoop.instance()``, so two servers
+      would poll one loop from two threads, and closing one (``close_all``
+      closes its loop) would close the other's listening socket;
     * ``max_cons`` counts sessions exactly: pyftpdlib's threaded server
       compares its count of sessions with ``<=`` and so let one more in.
     """
@@ -61,13 +72,14 @@ class DjangoFTPServer(ThreadedFTPServer):
     ) -> None:
         self._lock = threading.Lock()
         self._exit = threading.Event()
-        # An event loop of its own. pyftpdlib's default is a process-wide
-        # singleton, which two servers in one process (tests, FTP beside
-        # FTPS) would then poll from two threads at once; closing any loop,
-        # as each session's does, also resets that singleton at random.
-        if ioloop is None:
-            ioloop = IOLoop.factory()
-        super().__init__(address_or_socket, handler, ioloop=ioloop, backlog=backlog)
+        own_ioloop = ioloop is None
+        ioloop = ioloop or IOLoop.factory()
+        try:
+            super().__init__(address_or_socket, handler, ioloop=ioloop, backlog=backlog)
+        except BaseException:
+            if own_ioloop:  # a failed bind must not leak the poller's descriptor
+                ioloop.close()
+            raise
 
     def _accept_new_cons(self) -> bool:
         if not self.max_cons:
@@ -154,6 +166,10 @@ class DjangoFTPServer(ThreadedFTPServer):
                 timeout = poll_timeout
 
 
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535
+
+
 @dataclass
 class FTPServerConfig:
     """What to serve. Unset class options are read from the settings.
@@ -210,15 +226,37 @@ class FTPServerConfig:
         return bool(self.certfile or self.keyfile)
 
     def validate(self) -> None:
-        """Raise ``ConfigError`` for an option that cannot work."""
-        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+        """Raise ``ConfigError`` for an option that cannot work.
+
+        Everything that can be known before binding is checked here, so a
+        broken configuration fails at start-up with one line naming the
+        value, never at the first client.
+        """
+        if not isinstance(self.host, str):
+            raise ConfigError(f"host must be a string such as '127.0.0.1', not {self.host!r}")
+        if not _is_port(self.port):
             raise ConfigError(f"port must be a number from 0 to 65535, not {self.port!r}")
-        if self.timeout is not None and (not isinstance(self.timeout, int) or self.timeout < 0):
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, (int, float))
+            or self.timeout < 0
+        ):
             raise ConfigError(f"timeout must be 0 or more seconds, not {self.timeout!r}")
         if self.passive_ports is not None:
-            bad = [p for p in self.passive_ports if not 1 <= int(p) <= 65535]
-            if not self.passive_ports or bad:
+            try:
+                ports = list(self.passive_ports)
+            except TypeError:
+                ports = []
+            if not ports or not all(_is_port(p) and p > 0 for p in ports):
                 raise ConfigError(f"passive ports must be in 1-65535: {self.passive_ports!r}")
+        if self.masquerade_address is not None:
+            try:
+                ipaddress.IPv4Address(self.masquerade_address)
+            except ValueError:
+                raise ConfigError(
+                    "masquerade address must be an IPv4 address (PASV replies carry "
+                    f"one), not {self.masquerade_address!r}"
+                ) from None
         if self.use_tls:
             if not self.certfile:
                 raise ConfigError("a TLS key file was given without a certificate file")
@@ -227,6 +265,7 @@ class FTPServerConfig:
                     raise ConfigError(f"TLS {label} file not found: {path}")
                 if path and not os.access(path, os.R_OK):
                     raise ConfigError(f"TLS {label} file not readable: {path}")
+            check_tls_files(self.certfile, self.keyfile)
         for name in self._LIMITS:
             value = getattr(self, name)
             if value is None:
@@ -243,6 +282,59 @@ class FTPServerConfig:
             raise ConfigError(errors[0])
 
 
+def _openssl_reason(exc: Exception) -> str:
+    """A one-line reason from a pyOpenSSL error (a list of (lib, func, reason))."""
+    try:
+        reasons = [reason for _lib, _func, reason in exc.args[0] if reason]
+    except (IndexError, TypeError, ValueError):
+        reasons = []
+    if "no start line" in reasons:
+        return "not a PEM file (no start line)"
+    return "; ".join(reasons) or str(exc).splitlines()[0] or type(exc).__name__
+
+
+def check_tls_files(certfile: str, keyfile: str | None) -> None:
+    """Load the certificate and key as the TLS handler will; raise ``ConfigError``.
+
+    Catches a file that is not PEM, a key that does not belong to the
+    certificate, and an encrypted key (the server cannot ask for its
+    passphrase).
+    """
+    try:
+        from OpenSSL import SSL
+    except ImportError:
+        raise ConfigError("TLS needs pyOpenSSL: pip install 'django-ftpserver[tls]'") from None
+    # OpenSSL would ask for the passphrase of an encrypted key on the
+    # terminal: a hang under systemd. Refuse it before loading.
+    try:
+        with open(keyfile or certfile, "rb") as f:
+            encrypted = b"ENCRYPTED" in f.read(1 << 20)
+    except OSError as exc:
+        raise ConfigError(f"TLS key file not readable: {keyfile or certfile}: {exc}") from None
+    if encrypted:
+        raise ConfigError(
+            f"the TLS key in {keyfile or certfile} is encrypted: the server cannot ask for "
+            "its passphrase; decrypt it (openssl pkey -in KEY -out KEY.plain)"
+        )
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    try:
+        context.use_certificate_chain_file(certfile)
+    except SSL.Error as exc:
+        raise ConfigError(
+            f"cannot load the TLS certificate {certfile}: {_openssl_reason(exc)}"
+        ) from None
+    try:
+        context.use_privatekey_file(keyfile or certfile)
+        context.check_privatekey()
+    except SSL.Error as exc:
+        if not keyfile:
+            raise ConfigError(
+                f"no usable private key in the TLS certificate file {certfile} "
+                f"({_openssl_reason(exc)}): give the key file too"
+            ) from None
+        raise ConfigError(f"cannot load the TLS key {keyfile}: {_openssl_reason(exc)}") from None
+
+
 class FTPServerRunner:
     """Create a server from a config and run it until it is stopped."""
 
@@ -252,6 +344,7 @@ class FTPServerRunner:
     def __init__(self, config: FTPServerConfig) -> None:
         self.config = config
         self._server: Any = None
+        self._address: tuple[str, int] | None = None
         self._stop = threading.Event()
 
     def handler_options(self) -> dict[str, Any]:
@@ -283,15 +376,19 @@ class FTPServerRunner:
         handler_class = config.handler_class
         if config.use_tls and handler_class is None:
             raise ConfigError("TLS needs pyOpenSSL: pip install 'django-ftpserver[tls]'")
-        server = utils.make_server(
-            server_class=config.server_class,
-            handler_class=handler_class,
-            authorizer_class=config.authorizer_class,
-            filesystem_class=config.filesystem_class,
-            host_port=(config.host, config.port),
-            file_access_user=config.file_access_user,
-            **self.handler_options(),
-        )
+        try:
+            server = utils.make_server(
+                server_class=config.server_class,
+                handler_class=handler_class,
+                authorizer_class=config.authorizer_class,
+                filesystem_class=config.filesystem_class,
+                host_port=(config.host, config.port),
+                file_access_user=config.file_access_user,
+                **self.handler_options(),
+            )
+        except _TLS_ERRORS as exc:
+            # pyftpdlib's FTPServer loads the certificate before binding.
+            raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
         if config.max_connections is not None:
             server.max_cons = config.max_connections
         if config.max_connections_per_ip is not None:
@@ -308,6 +405,7 @@ class FTPServerRunner:
                 server.close_all()
                 raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
         self._server = server
+        self._address = tuple(server.address[:2])
         return server
 
     @property
@@ -316,8 +414,14 @@ class FTPServerRunner:
 
     @property
     def address(self) -> tuple[str, int]:
-        """The address actually bound (the real port when 0 was asked)."""
-        return self._server.address[:2]
+        """The address actually bound (the real port when 0 was asked).
+
+        Read at bind time: it stays available after the server stopped and
+        its socket is closed (e.g. for a ``ftp_server_stopped`` receiver).
+        """
+        if self._address is None:
+            raise RuntimeError("Server not created. Call create_server() first.")
+        return self._address
 
     def stop(self) -> None:
         """Ask ``run()`` to return; safe from any thread and from signal handlers."""

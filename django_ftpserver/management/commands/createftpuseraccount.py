@@ -4,8 +4,11 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from django_ftpserver import models
+from django_ftpserver.management.commands.createftpusergroup import validate_home_dir
+from django_ftpserver.management.commands.ftppathrule import parse_rules, set_rules
 
 
 class Command(BaseCommand):
@@ -15,9 +18,17 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("group")
         parser.add_argument("home_dir", nargs="?")
+        parser.add_argument(
+            "--path-rule",
+            dest="path_rules",
+            action="append",
+            metavar="PATH=PERMISSION",
+            help="the account's own permission for a path, e.g. /reports=elr (repeatable)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         username, group_name = options["username"], options["group"]
+        home_dir = validate_home_dir(options.get("home_dir"))
         User = get_user_model()
         if models.FTPUserAccount.objects.filter(
             **{f"user__{User.USERNAME_FIELD}": username}
@@ -31,7 +42,10 @@ class Command(BaseCommand):
             group = models.FTPUserGroup.objects.get(name=group_name)
         except models.FTPUserGroup.DoesNotExist:
             raise CommandError(f'FTP user group "{group_name}" does not exist.') from None
-        account = models.FTPUserAccount.objects.create(
-            user=user, group=group, home_dir=options.get("home_dir")
-        )
+        rules = parse_rules(options.get("path_rules"))
+        with transaction.atomic():
+            account = models.FTPUserAccount.objects.create(
+                user=user, group=group, home_dir=home_dir
+            )
+            set_rules(account, rules)
         self.stdout.write(f'FTP user account pk={account.pk}, "{username}" was created.')

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import pyftpdlib
 from django import get_version
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_ftpserver import utils
+from django_ftpserver.checks import exposure_warning
 from django_ftpserver.conf import conf
 from django_ftpserver.daemonizer import become_daemon
 from django_ftpserver.server import ConfigError, FTPServerConfig, FTPServerRunner
@@ -32,6 +35,8 @@ def parse_host_port(text: str) -> tuple[str, int]:
         host, _, port_text = text.rpartition(":")
         if not host:
             raise CommandError(f"invalid address {text!r}: expected HOST:PORT")
+        if ":" in host:  # "::1" would otherwise listen on "::", port 1
+            raise CommandError(f"invalid address {text!r}: write IPv6 as [IPV6]:PORT")
     try:
         port = int(port_text)
     except ValueError:
@@ -42,16 +47,27 @@ def parse_host_port(text: str) -> tuple[str, int]:
 
 
 def describe_bind_error(host: str, port: int, exc: OSError) -> str:
+    """One line for a failed bind, with a hint for privileged ports."""
+    # pyftpdlib re-raises a failed bind as OSError(original): unwrap it.
+    while exc.errno is None and exc.args and isinstance(exc.args[0], OSError):
+        exc = exc.args[0]
     if isinstance(exc, socket.gaierror):
         return f"cannot listen on {host}:{port}: unknown host {host!r}"
     reason = exc.strerror or str(exc)
-    if exc.errno in (13, 1) and 0 < port < 1024:
+    if exc.errno in (errno.EACCES, errno.EPERM) and 0 < port < 1024:
         reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    elif exc.errno == errno.EADDRINUSE:
+        reason += " (another process listens there)"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        reason += " (not an address of this machine)"
     return f"cannot listen on {host}:{port}: {reason}"
 
 
 class Command(BaseCommand):
     help = "Start the FTP server."
+    # The system checks run in handle(), after the configuration was
+    # validated: a bad value gets one line naming it, not a check report.
+    requires_system_checks: list[str] = []
 
     #: Limit options: option name -> help. Each wins over its setting,
     #: FTPSERVER_ + the name in capitals with underscores.
@@ -71,6 +87,9 @@ class Command(BaseCommand):
     }
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--skip-checks", action="store_true", help="skip the Django system checks."
+        )
         parser.add_argument("host_port", nargs="?", help="HOST:PORT, [IPV6]:PORT or PORT.")
         parser.add_argument(
             "--daemonize", action="store_true", dest="daemonize", help="run in the background."
@@ -102,8 +121,14 @@ class Command(BaseCommand):
 
     @staticmethod
     def _option(options: dict[str, Any], name: str, setting: str) -> Any:
+        """The option if given, else the setting.
+
+        Compared by identity: ``--timeout 0`` is given (``0 in (False,)`` is true).
+        """
         value = options.get(name)
-        return value if value not in (None, False, "") else utils.get_ftp_setting(setting)
+        if value is None or value is False or value == "":
+            return utils.get_ftp_setting(setting)
+        return value
 
     def build_config(self, options: dict[str, Any]) -> FTPServerConfig:
         """The server configuration: command-line options over settings."""
@@ -120,7 +145,13 @@ class Command(BaseCommand):
                 except ValueError as exc:
                     raise CommandError(f"invalid passive ports: {exc}") from None
             else:
-                passive_ports = list(passive)
+                try:
+                    passive_ports = sorted({int(port) for port in passive})
+                except (TypeError, ValueError):
+                    raise CommandError(
+                        f"invalid passive ports {passive!r}: expected a string like "
+                        "'60000-60100' or a list of port numbers"
+                    ) from None
         return FTPServerConfig(
             host=host,
             port=port,
@@ -153,12 +184,47 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except ImportError as exc:
             raise CommandError(f"cannot import a configured class: {exc}") from None
+        except ImproperlyConfigured as exc:  # e.g. an unknown file access user
+            raise CommandError(str(exc)) from None
         except OSError as exc:
             raise CommandError(describe_bind_error(config.host, config.port, exc)) from None
         return runner
 
+    def run_checks(self, runner: FTPServerRunner, options: dict[str, Any]) -> None:
+        """The system checks, then W001 for the address actually bound."""
+        try:
+            if not options.get("skip_checks"):
+                self.check(display_num_errors=False)
+            if runner.config.host != conf.HOST:  # the settings' host was checked above
+                warning = exposure_warning(runner.config.host, runner.config.use_tls)
+                if warning:
+                    self.stderr.write(
+                        f"WARNING: ({warning.id}) {warning.msg}\n\tHINT: {warning.hint}"
+                    )
+        except BaseException:
+            runner.server.close_all()
+            raise
+
+    @staticmethod
+    def open_pidfile(runner: FTPServerRunner, pidfile: str) -> TextIO:
+        """Open ``pidfile`` before detaching, so that a bad path is reported on the terminal."""
+        try:
+            return open(pidfile, "w")  # noqa: SIM115 - written after daemonizing
+        except OSError as exc:
+            runner.server.close_all()
+            raise CommandError(
+                f"cannot write the pidfile {pidfile}: {exc.strerror or exc}"
+            ) from None
+
     def handle(self, *args: Any, **options: Any) -> None:
         runner = self.create_runner(options)
+        self.run_checks(runner, options)
+        pidfile = self._option(options, "pidfile", "FTPSERVER_PIDFILE")
+        pid_stream = None
+        if pidfile:
+            # Absolute: daemonizing may change the working directory.
+            pidfile = os.path.abspath(pidfile)
+            pid_stream = self.open_pidfile(runner, pidfile)
         host, port = runner.address
         scheme = "FTPS (TLS required)" if runner.config.use_tls else "FTP"
         self.stdout.write(
@@ -169,14 +235,13 @@ class Command(BaseCommand):
         )
         if self._option(options, "daemonize", "FTPSERVER_DAEMONIZE"):
             server = runner.server
-            become_daemon(
-                **conf.DAEMONIZE_OPTIONS,
-                files_preserve=[server.socket, server.ioloop._poller.fileno()],
-            )
-        pidfile = self._option(options, "pidfile", "FTPSERVER_PIDFILE")
-        if pidfile:
-            with open(pidfile, "w") as f:
-                f.write(str(os.getpid()))
+            preserve = [server.socket, server.ioloop._poller.fileno()]
+            if pid_stream is not None:
+                preserve.append(pid_stream)
+            become_daemon(**conf.DAEMONIZE_OPTIONS, files_preserve=preserve)
+        if pid_stream is not None:
+            with pid_stream:
+                pid_stream.write(str(os.getpid()))
         try:
             runner.run(sender=self.__class__)
         finally:

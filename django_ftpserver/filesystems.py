@@ -1,0 +1,1005 @@
+"""``StorageFS``: serve a Django storage over FTP.
+
+Enable it with ``FTPSERVER_FILESYSTEM = "django_ftpserver.filesystems.StorageFS"``.
+It serves ``storages["default"]``; a subclass picks another storage with
+``storage_alias`` or with ``storage_class`` (any callable returning a
+storage, as in django-ftpserver 1.0).
+
+Paths. pyftpdlib works with two kinds of paths: the client's ("ftp paths")
+and the filesystem's ("fs paths"), and it checks every fs path with
+``validpath()`` before using it. Here fs paths are POSIX absolute paths
+rooted at the storage root, so the storage name of fs path ``/alice/a.txt``
+is ``alice/a.txt``. The account's home directory is a prefix inside the
+storage: home ``alice`` or ``/alice`` means the fs root ``/alice``, home
+``""`` or ``/`` the whole storage. pyftpdlib's own normalisation keeps
+``..`` and absolute client paths inside that root, and ``validpath()``
+rejects what resolves outside it (on ``FileSystemStorage`` this includes
+symlinks pointing out of the home).
+
+Storages. The generic code needs only the ``Storage`` API (``open``,
+``save``, ``delete``, ``exists``, ``listdir``, ``size``,
+``get_modified_time``). Storages that can do better get a ``StoragePatch``
+(picked by class name along the storage's MRO, so subclasses are served
+too): ``FileSystemStorage`` has real directories, real files (``sendfile``
+for downloads, writes straight into the file, renames with ``os.rename``);
+S3-like storages answer "is it a file" with one ``exists()`` call and treat
+any prefix with something under it as a directory.
+
+Errors. Anything the storage cannot do, or fails at, reaches the client as a
+one-line 5xx reply: every operation turns foreign exceptions into
+``FilesystemError`` (pyftpdlib would otherwise drop the connection), and the
+predicates (``isdir``, ``isfile``...) never raise, because pyftpdlib calls
+some of them outside its ``try`` blocks.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import io
+import logging
+import os
+import posixpath
+import shutil
+import stat as stat_module
+import tempfile
+import time
+import zlib
+from collections import namedtuple
+from collections.abc import Callable
+from typing import IO, Any
+
+from django.core.exceptions import SuspiciousOperation
+from django.core.files import File
+from django.core.files.storage import Storage, storages
+from django.utils.crypto import get_random_string
+from pyftpdlib.filesystems import AbstractedFS, FilesystemError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PseudoStat",
+    "StorageFile",
+    "StorageFS",
+    "StoragePatch",
+    "FileSystemStoragePatch",
+    "S3Boto3StoragePatch",
+    "DjangoGCloudStoragePatch",
+    "GoogleCloudStoragePatch",
+]
+
+#: ``stat()`` result for storages without one. The first eight fields are
+#: django-ftpserver 1.0's; ``st_atime``/``st_ctime`` were added (with
+#: defaults, so 1.0-style construction still works) because pyftpdlib's MLSD
+#: "create" fact reads ``st_ctime``.
+PseudoStat = namedtuple(
+    "PseudoStat",
+    [
+        "st_size",
+        "st_mtime",
+        "st_nlink",
+        "st_mode",
+        "st_uid",
+        "st_gid",
+        "st_dev",
+        "st_ino",
+        "st_atime",
+        "st_ctime",
+    ],
+    defaults=(0, 0),
+)
+
+FILE = "file"
+DIR = "dir"
+
+#: Returned by ``realpath()`` for a path it cannot place inside the storage;
+#: ``validpath()`` rejects it because it is not absolute.
+_NOWHERE = ""
+
+#: How long a directory listing answers "what is this name?" questions for
+#: storages that need a listing to tell files from directories. Short: it
+#: only spares the per-entry lookups of one LIST, not other sessions' changes.
+LISTING_CACHE_SECONDS = 2.0
+
+#: Uploads to storages without writable files are spooled here: in memory up
+#: to this size, then in a temporary file, never whole in memory.
+SPOOL_MAX_MEMORY = 1024 * 1024
+
+
+def storage_name(path: str) -> str:
+    """The storage name of fs path ``path`` (``/a/b.txt`` -> ``a/b.txt``)."""
+    return posixpath.normpath("/" + path).lstrip("/")
+
+
+def home_root(home: str | os.PathLike[str] | None) -> str:
+    """The fs root of an account's home: ``alice``, ``/alice/`` -> ``/alice``.
+
+    ``None``, ``""`` and ``"/"`` give ``/`` (the whole storage). Backslashes
+    count as separators and ``..`` cannot climb above the storage root.
+    """
+    text = os.fspath(home or "").replace("\\", "/")
+    return posixpath.normpath("/" + text.strip("/")) if text.strip("/") else "/"
+
+
+def _error(code: int) -> OSError:
+    """An ``OSError`` that pyftpdlib turns into a reply without any path."""
+    return OSError(code, os.strerror(code))
+
+
+def _to_filesystem_error(exc: BaseException) -> FilesystemError:
+    """Turn a storage's exception into a ``FilesystemError`` fit for a reply.
+
+    The message is generic on purpose: storages put absolute server paths
+    and backend details in theirs, which belong in the log, not in a reply.
+    """
+    if isinstance(exc, NotImplementedError):
+        return FilesystemError("Operation not supported by this storage")
+    if isinstance(exc, SuspiciousOperation):
+        logger.warning("Refused storage path: %s", exc)
+        return FilesystemError("Invalid path")
+    if isinstance(exc, OSError):  # an OSError without errno (no strerror to show)
+        logger.warning("Storage error: %s", exc)
+        return FilesystemError("Storage error")
+    logger.error("Storage error", exc_info=exc)
+    return FilesystemError("Storage error")
+
+
+def _operation(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Let only ``FilesystemError`` and errno-bearing ``OSError`` escape.
+
+    pyftpdlib catches exactly those two in its ``ftp_*`` methods; any other
+    exception drops the client's connection.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except FilesystemError:
+            raise
+        except OSError as exc:
+            if exc.errno is None:
+                raise _to_filesystem_error(exc) from exc
+            raise
+        except Exception as exc:
+            raise _to_filesystem_error(exc) from exc
+
+    wrapper._storagefs_wrapped = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _predicate(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Answer ``False`` instead of raising: pyftpdlib calls these unguarded."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            logger.debug("%s%r failed: %s", method.__name__, args[1:], exc)
+            return False
+
+    wrapper._storagefs_wrapped = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+_OPERATIONS = frozenset(
+    {
+        "open",
+        "mkstemp",
+        "chdir",
+        "mkdir",
+        "listdir",
+        "listdirinfo",
+        "rmdir",
+        "remove",
+        "rename",
+        "chmod",
+        "stat",
+        "lstat",
+        "utime",
+        "getsize",
+        "getmtime",
+    }
+)
+_PREDICATES = frozenset({"isfile", "isdir", "islink", "lexists", "_exists"})
+
+
+# --------------------------------------------------------------------------
+# Files
+
+
+class StorageFile:
+    """A file opened by ``StorageFS.open()``.
+
+    Its ``name`` is the fs path, which pyftpdlib passes to
+    ``on_file_received``/``on_file_sent``: the signals then carry the fs path
+    as ``path`` and, through ``fs2ftp()``, the client's path as ``ftp_path``.
+
+    ``fileno()`` works only for a real, unaltered file on disk. pyftpdlib
+    uses ``sendfile(2)`` whenever ``fileno()`` succeeds; on anything else
+    (an in-memory file, a remote object, a storage that decrypts or
+    transforms content) that would send the wrong bytes or fail, so it
+    raises ``io.UnsupportedOperation`` and pyftpdlib falls back to ``read()``.
+
+    A file opened for writing gets ``fs``: an error on closing it (the last
+    buffered bytes not fitting on the disk) becomes the transfer's 451 reply
+    instead of an exception inside pyftpdlib's data channel, which would
+    leave the client waiting for a reply that never comes.
+    """
+
+    def __init__(
+        self, file: Any, name: str, *, real: bool = False, fs: StorageFS | None = None
+    ) -> None:
+        self.file = file
+        self.name = name
+        self.real = real
+        self.fs = fs
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    @property
+    def mode(self) -> str:
+        return getattr(self.file, "mode", "rb")
+
+    @property
+    def closed(self) -> bool:
+        return bool(getattr(self.file, "closed", False))
+
+    def fileno(self) -> int:
+        if not self.real:
+            raise io.UnsupportedOperation("not a file on disk")
+        return self.file.fileno()
+
+    def read(self, size: int = -1) -> bytes:
+        return self.file.read(size)
+
+    def write(self, data: bytes) -> int:
+        return self.file.write(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def flush(self) -> None:
+        flush = getattr(self.file, "flush", None)
+        if flush is not None:
+            flush()
+
+    def readable(self) -> bool:
+        return "r" in self.mode or "+" in self.mode
+
+    def writable(self) -> bool:
+        return any(flag in self.mode for flag in "wa+")
+
+    def close(self) -> None:
+        if self.fs is None:
+            self.file.close()
+            return
+        try:
+            self.file.close()
+        except Exception as exc:
+            logger.warning("Could not write %s: %s", self.name, exc)
+            message = os.strerror(exc.errno) if getattr(exc, "errno", None) else "Storage error"
+            self.fs._upload_failed(self, message)
+
+    def __enter__(self) -> StorageFile:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+class SpooledUpload(StorageFile):
+    """An upload to a storage whose files cannot be written in place.
+
+    The data goes to a spool (memory up to ``SPOOL_MAX_MEMORY``, then a
+    temporary file) and is handed to ``storage.save()`` when pyftpdlib closes
+    the file at the end of a complete transfer. An aborted or failed
+    transfer is discarded, so the previous version of the file survives. A
+    storage that refuses the file turns the transfer's reply into a 451.
+
+    Append (APPE) and resume (REST + STOR) work by copying the existing file
+    into the spool first, at the cost of moving it twice.
+    """
+
+    def __init__(self, fs: StorageFS, path: str, spool: IO[bytes]) -> None:
+        super().__init__(spool, path, fs=fs)
+        self.fs: StorageFS = fs
+
+    @property
+    def mode(self) -> str:
+        return "wb"
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("not a file on disk")
+
+    def close(self) -> None:
+        if self.file.closed:
+            return
+        try:
+            finished = self.fs._upload_finished(self)
+            if finished:
+                self.file.seek(0)
+                self.fs._save(self.name, self.file)
+            else:
+                logger.info("Upload of %s not complete; nothing stored.", self.name)
+        except Exception as exc:
+            logger.warning("Could not store %s: %s", self.name, exc, exc_info=True)
+            message = str(exc) if isinstance(exc, FilesystemError) else "Storage error"
+            self.fs._upload_failed(self, message)
+        finally:
+            self.file.close()
+
+
+# --------------------------------------------------------------------------
+# Patches: what particular storages do better than the generic code
+
+
+class StoragePatch:
+    """Methods replacing ``StorageFS``'s for one kind of storage.
+
+    ``StorageFS.patches`` maps storage class names to patches; the first
+    class of the storage's MRO found there wins. ``apply()`` binds each
+    method named in ``patch_methods`` to the filesystem instance, keeping the
+    replaced one as ``_origin_<name>`` (django-ftpserver 1.0's mechanism, so
+    projects' own patches keep working); public operations are wrapped with
+    the same error handling as ``StorageFS``'s own.
+    """
+
+    patch_methods: tuple[str, ...] = ()
+
+    @classmethod
+    def apply(cls, fs: StorageFS) -> None:
+        """Replace bound methods of ``fs``."""
+        logger.debug("Patching %s with %s.", type(fs).__name__, cls.__name__)
+        fs._patch = cls
+        for method_name in cls.patch_methods:
+            origin = getattr(fs, method_name)  # AttributeError for an unknown name
+            bound = getattr(cls, method_name).__get__(fs, type(fs))
+            if not getattr(bound, "_storagefs_wrapped", False):
+                if method_name in _OPERATIONS:
+                    bound = _operation(bound)
+                elif method_name in _PREDICATES:
+                    bound = _predicate(bound)
+            setattr(fs, method_name, bound)
+            setattr(fs, "_origin_" + method_name, origin)
+
+
+class FileSystemStoragePatch(StoragePatch):
+    """Django's ``FileSystemStorage``: real files and real directories.
+
+    Everything goes through ``storage.path()`` (Django's ``safe_join``) and
+    ``os``; files are opened with ``storage.open()`` so a subclass's
+    ``_open()`` still applies. Only regular files and directories are
+    served: opening a FIFO or a device would block or stream forever.
+    """
+
+    patch_methods = (
+        "_kind",
+        "listdir",
+        "stat",
+        "getsize",
+        "getmtime",
+        "mkdir",
+        "rmdir",
+        "rename",
+        "utime",
+        "chmod",
+        "realpath",
+        "_open_read",
+        "_open_write",
+        "_prepare_root",
+        "_home_root",
+    )
+
+    def _local(self: StorageFS, path: str) -> str:  # type: ignore[misc]
+        return self.storage.path(storage_name(path))
+
+    def _home_root(self: StorageFS, home: str) -> str:  # type: ignore[misc]
+        """An absolute home inside the storage's location counts from there.
+
+        Projects moving from the default filesystem have homes such as
+        ``/srv/media/ftp/alice``; with a storage at ``/srv/media`` that is
+        the prefix ``ftp/alice``, not ``srv/media/ftp/alice``.
+        """
+        text = os.fspath(home or "")
+        if os.path.isabs(text):
+            location = os.path.abspath(self.storage.location)
+            relative = os.path.relpath(os.path.abspath(text), location)
+            if relative == ".":
+                return "/"
+            if relative != ".." and not relative.startswith(".." + os.sep):
+                return home_root(relative)
+        return home_root(text)
+
+    def _prepare_root(self: StorageFS) -> None:  # type: ignore[misc]
+        """Create the home directory, as ``FileSystemStorage`` creates parents on save."""
+        local = FileSystemStoragePatch._local(self, self.root)
+        if os.path.isdir(local):
+            return
+        try:
+            os.makedirs(local, exist_ok=True)
+            mode = self.storage.directory_permissions_mode
+            if mode is not None:
+                os.chmod(local, mode)
+        except OSError as exc:
+            logger.warning("Cannot create the home directory %s: %s", local, exc)
+
+    def _kind(self: StorageFS, path: str) -> str | None:  # type: ignore[misc]
+        try:
+            mode = os.stat(FileSystemStoragePatch._local(self, path)).st_mode
+        except (OSError, ValueError):
+            return None
+        if stat_module.S_ISDIR(mode):
+            return DIR
+        if stat_module.S_ISREG(mode):
+            return FILE
+        return None
+
+    def realpath(self: StorageFS, path: str) -> str:  # type: ignore[misc]
+        """The fs path ``path`` leads to after symlinks, or ``""`` if it leaves the storage."""
+        try:
+            location = os.path.realpath(self.storage.location)
+            real = os.path.realpath(FileSystemStoragePatch._local(self, path))
+            relative = os.path.relpath(real, location)
+        except Exception:
+            return _NOWHERE
+        if relative == ".":
+            return "/"
+        if relative == ".." or relative.startswith(".." + os.sep):
+            return _NOWHERE
+        return "/" + relative.replace(os.sep, "/")
+
+    def listdir(self: StorageFS, path: str) -> list[str]:  # type: ignore[misc]
+        """Regular files and directories, without symlinks that lead out of the home."""
+        local = FileSystemStoragePatch._local(self, path)
+        names = []
+        with os.scandir(local) as entries:
+            for entry in entries:
+                try:
+                    if not (entry.is_dir() or entry.is_file()):
+                        continue
+                except OSError:
+                    continue
+                if entry.is_symlink() and not self.validpath(posixpath.join(path, entry.name)):
+                    continue
+                names.append(entry.name)
+        return names
+
+    def stat(self: StorageFS, path: str) -> os.stat_result:  # type: ignore[misc]
+        result = os.stat(FileSystemStoragePatch._local(self, path))
+        if not (stat_module.S_ISDIR(result.st_mode) or stat_module.S_ISREG(result.st_mode)):
+            raise _error(errno.ENOENT)
+        return result
+
+    def getsize(self: StorageFS, path: str) -> int:  # type: ignore[misc]
+        return os.path.getsize(FileSystemStoragePatch._local(self, path))
+
+    def getmtime(self: StorageFS, path: str) -> float:  # type: ignore[misc]
+        return os.path.getmtime(FileSystemStoragePatch._local(self, path))
+
+    def mkdir(self: StorageFS, path: str) -> None:  # type: ignore[misc]
+        local = FileSystemStoragePatch._local(self, path)
+        os.mkdir(local)
+        mode = self.storage.directory_permissions_mode
+        if mode is not None:
+            os.chmod(local, mode)
+
+    def rmdir(self: StorageFS, path: str) -> None:  # type: ignore[misc]
+        os.rmdir(FileSystemStoragePatch._local(self, path))
+
+    def rename(self: StorageFS, src: str, dst: str) -> None:  # type: ignore[misc]
+        local = FileSystemStoragePatch._local
+        os.rename(local(self, src), local(self, dst))
+
+    def utime(self: StorageFS, path: str, timeval: float) -> None:  # type: ignore[misc]
+        os.utime(FileSystemStoragePatch._local(self, path), (timeval, timeval))
+
+    def chmod(self: StorageFS, path: str, mode: int) -> None:  # type: ignore[misc]
+        os.chmod(FileSystemStoragePatch._local(self, path), mode)
+
+    def _open_read(self: StorageFS, path: str) -> StorageFile:  # type: ignore[misc]
+        kind = self._kind(path)
+        if kind != FILE:
+            raise _error(errno.EISDIR if kind == DIR else errno.ENOENT)
+        file = self.storage.open(storage_name(path), "rb")
+        return StorageFile(file, path, real=FileSystemStoragePatch._is_disk_file(self, path, file))
+
+    def _open_write(self: StorageFS, path: str, mode: str) -> StorageFile:  # type: ignore[misc]
+        """Write in place: streamed to disk, and append/resume work natively."""
+        local = FileSystemStoragePatch._local(self, path)
+        created = not os.path.lexists(local)
+        kind = self._kind(path)
+        if not created and kind != FILE:
+            # A directory, or a FIFO/device/dangling symlink: opening those
+            # for writing blocks, or writes where it should not.
+            raise _error(errno.EISDIR if kind == DIR else errno.EACCES)
+        file = self.storage.open(storage_name(path), mode)
+        permissions = self.storage.file_permissions_mode
+        if created and permissions is not None:
+            os.chmod(local, permissions)
+        return StorageFile(file, path, fs=self)
+
+    def _is_disk_file(self: StorageFS, path: str, file: Any) -> bool:  # type: ignore[misc]
+        """Whether ``file`` reads the bytes of the file on disk, so sendfile may be used."""
+        # FileSystemStorage returns a plain File around the open file. A File
+        # subclass may change what read() returns (decrypting storages do),
+        # and sendfile would bypass it: only the plain wrapper qualifies.
+        raw = file.file if type(file) is File else file
+        if type(raw) not in (io.BufferedReader, io.FileIO):
+            return False
+        return getattr(raw, "name", None) == FileSystemStoragePatch._local(self, path)
+
+
+class S3Boto3StoragePatch(StoragePatch):
+    """Object storages (django-storages' S3 storage and the like).
+
+    Keys are files; a "directory" is a prefix with something under it,
+    including an empty ``prefix/`` marker object. One ``exists()`` call tells
+    a file, a prefix listing a directory, so no parent listing is needed.
+    """
+
+    patch_methods = ("_kind",)
+
+    def _kind(self: StorageFS, path: str) -> str | None:  # type: ignore[misc]
+        if self._is_known_dir(path):
+            return DIR
+        name = storage_name(path)
+        if self.storage.exists(name):
+            return FILE
+        dirs, files = self._storage_listdir(path)
+        return DIR if (dirs or files) else None
+
+
+class DjangoGCloudStoragePatch(S3Boto3StoragePatch):
+    """django-gcloud-storage: like S3, but ``listdir()`` wants a trailing slash."""
+
+    patch_methods = ("_kind", "_storage_listdir")
+
+    def _storage_listdir(self: StorageFS, path: str) -> tuple[list[str], list[str]]:  # type: ignore[misc]
+        name = storage_name(path)
+        return self.storage.listdir(name + "/" if name else name)
+
+
+class GoogleCloudStoragePatch(S3Boto3StoragePatch):
+    """django-storages' Google Cloud storage: served like S3."""
+
+
+# --------------------------------------------------------------------------
+# The filesystem
+
+
+class StorageFS(AbstractedFS):
+    """pyftpdlib filesystem serving a Django storage.
+
+    Use ``storage_alias`` (a key of ``settings.STORAGES``) or ``storage_class``
+    (a callable returning a storage; wins when set) in a subclass to serve
+    another storage than ``storages["default"]``.
+    """
+
+    storage_alias: str = "default"
+    storage_class: Callable[[], Storage] | None = None
+    patches: dict[str, type[StoragePatch]] = {
+        "FileSystemStorage": FileSystemStoragePatch,
+        "S3Boto3Storage": S3Boto3StoragePatch,
+        "S3Storage": S3Boto3StoragePatch,  # django-storages 1.14+
+        "DjangoGCloudStorage": DjangoGCloudStoragePatch,  # django-gcloud-storage
+        "GoogleCloudStorage": GoogleCloudStoragePatch,  # django-storages
+    }
+
+    def __init__(self, root: str, cmd_channel: Any) -> None:
+        super().__init__("/", cmd_channel)
+        self._patch: type[StoragePatch] | None = None
+        self._listings: dict[str, tuple[float, frozenset[str], frozenset[str]]] = {}
+        # Directories made by MKD on a storage without directories: they
+        # exist for this session until a file is stored under them.
+        self._session_dirs: set[str] = set()
+        self.storage = self.get_storage()
+        self.apply_patch()
+        self.root = self._home_root(root)
+        self._prepare_root()
+
+    def get_storage(self) -> Storage:
+        """The storage to serve: ``storage_class()`` when set, else ``storages[storage_alias]``."""
+        factory = _static_attribute(self, "storage_class")
+        if factory is None:
+            return storages[self.storage_alias]
+        return factory()
+
+    def get_patch(self) -> type[StoragePatch] | None:
+        """The patch for the storage's class or its nearest patched base class."""
+        for klass in type(self.storage).__mro__:
+            patch = self.patches.get(klass.__name__)
+            if patch is not None:
+                return patch
+        return None
+
+    def apply_patch(self) -> None:
+        """Apply the adjustment patch for the storage, if there is one."""
+        patch = self.get_patch()
+        if patch is not None:
+            patch.apply(self)
+
+    # --- hooks that patches replace
+
+    def _home_root(self, home: str) -> str:
+        return home_root(home)
+
+    def _prepare_root(self) -> None:
+        """Nothing to do: on a storage without directories the root always exists."""
+
+    def _storage_listdir(self, path: str) -> tuple[list[str], list[str]]:
+        return self.storage.listdir(storage_name(path))
+
+    def _listing(self, path: str) -> tuple[frozenset[str], frozenset[str]] | None:
+        """``(dirs, files)`` of directory ``path``, briefly cached; ``None`` if unlistable."""
+        cached = self._listings.get(path)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < LISTING_CACHE_SECONDS:
+            return cached[1], cached[2]
+        try:
+            dirs, files = self._storage_listdir(path)
+        except Exception as exc:
+            logger.debug("listdir(%r) failed: %s", path, exc)
+            return None
+        return self._remember_listing(path, dirs, files)
+
+    def _remember_listing(
+        self, path: str, dirs: list[str], files: list[str]
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        if len(self._listings) >= 64:  # a client walking a big tree
+            self._listings.clear()
+        entry = (time.monotonic(), frozenset(dirs), frozenset(files))
+        self._listings[path] = entry
+        return entry[1], entry[2]
+
+    def _changed(self) -> None:
+        """Forget cached listings after this session changed the storage."""
+        self._listings.clear()
+
+    def _is_known_dir(self, path: str) -> bool:
+        return path in ("/", self.root) or path in self._session_dirs
+
+    def _kind(self, path: str) -> str | None:
+        """``FILE``, ``DIR`` or ``None`` (absent) for fs path ``path``.
+
+        Generic storages have no "is this a directory" call; the parent's
+        listing tells, and ``exists()`` alone cannot (some storages say True
+        for directories, some False).
+        """
+        if self._is_known_dir(path):
+            return DIR
+        parent, base = posixpath.split(path)
+        listing = self._listing(parent)
+        if listing is not None:
+            dirs, files = listing
+            if base in dirs:
+                return DIR
+            if base in files:
+                return FILE
+        return None
+
+    def _open_read(self, path: str) -> StorageFile:
+        if self._kind(path) != FILE:
+            raise _error(errno.EISDIR if self._kind(path) == DIR else errno.ENOENT)
+        return StorageFile(self.storage.open(storage_name(path), "rb"), path)
+
+    def _open_write(self, path: str, mode: str) -> StorageFile:
+        kind = self._kind(path)
+        if kind == DIR:
+            raise _error(errno.EISDIR)
+        if self._kind(posixpath.dirname(path)) != DIR:
+            raise _error(errno.ENOENT)
+        if "r" in mode and kind != FILE:
+            raise _error(errno.ENOENT)
+        # Closed by SpooledUpload.close(), when pyftpdlib is done with it.
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY, mode="w+b")  # noqa: SIM115
+        try:
+            if kind == FILE and ("a" in mode or "r" in mode):
+                with self.storage.open(storage_name(path), "rb") as existing:
+                    shutil.copyfileobj(existing, spool, 1024 * 1024)
+                if "r" in mode:
+                    spool.seek(0)
+        except BaseException:
+            spool.close()
+            raise
+        return SpooledUpload(self, path, spool)
+
+    def _save(self, path: str, content: IO[bytes]) -> None:
+        """Store ``content`` as ``path``, replacing an existing file.
+
+        ``Storage.save()`` overwrites only where the storage is configured
+        to (S3's ``file_overwrite``, ``allow_overwrite``), else it picks
+        another name; STOR must overwrite, so the old file is deleted first
+        in that case. A name other than the one asked is reported as a
+        failure rather than left as a surprise.
+        """
+        name = storage_name(path)
+        if self._kind(path) == FILE and self.storage.get_available_name(name) != name:
+            self.storage.delete(name)
+        saved = self.storage.save(name, File(content, name=posixpath.basename(name)))
+        self._changed()
+        self._session_dirs.difference_update(_parents(path))
+        if saved != name:
+            raise FilesystemError(f"Stored as {saved!r} instead")
+
+    def _upload_finished(self, file: StorageFile) -> bool:
+        """Whether the data channel that wrote ``file`` completed its transfer."""
+        channel = getattr(self.cmd_channel, "data_channel", None)
+        return (
+            channel is not None
+            and getattr(channel, "file_obj", None) is file
+            and bool(getattr(channel, "transfer_finished", False))
+        )
+
+    def _upload_failed(self, file: StorageFile, message: str) -> None:
+        """Make the transfer of ``file`` end with ``451 <message>``.
+
+        The data channel closes the file before it replies, and an exception
+        raised there would leave the client without any reply; setting the
+        channel's pending reply is the only way to report the failure.
+        """
+        channel = getattr(self.cmd_channel, "data_channel", None)
+        if channel is None or getattr(channel, "file_obj", None) is not file:
+            return
+        channel.transfer_finished = False
+        channel._resp = (f"451 {message}; transfer aborted.", logger.warning)
+
+    # --- path conversion: POSIX fs paths on every platform
+
+    def ftpnorm(self, ftppath: str) -> str:
+        path = ftppath if ftppath.startswith("/") else posixpath.join(self.cwd, ftppath)
+        path = posixpath.normpath(path)
+        while path.startswith("//"):
+            path = path[1:]
+        return path if path.startswith("/") else "/"
+
+    def ftp2fs(self, ftppath: str) -> str:
+        return posixpath.normpath(posixpath.join(self.root, self.ftpnorm(ftppath).lstrip("/")))
+
+    def fs2ftp(self, fspath: str) -> str:
+        path = posixpath.normpath(posixpath.join(self.root, fspath))
+        if not self.validpath(path):
+            return "/"
+        if self.root == "/":
+            return path
+        return path[len(self.root) :] or "/"
+
+    def validpath(self, path: str) -> bool:
+        """Whether ``path`` (after ``realpath()``) lies inside the home."""
+        root = self.realpath(self.root)
+        real = self.realpath(path)
+        if not (root.startswith("/") and real.startswith("/")):
+            return False
+        root = root.rstrip("/") + "/"
+        return (real.rstrip("/") + "/").startswith(root)
+
+    def realpath(self, path: str) -> str:
+        return posixpath.normpath("/" + path)
+
+    # --- files
+
+    @_operation
+    def open(self, filename: str, mode: str) -> StorageFile:
+        """Open fs path ``filename``; pyftpdlib asks for ``rb``, ``wb``, ``ab`` or ``r+b``."""
+        if "b" not in mode:
+            raise FilesystemError("Only binary files are supported")
+        if mode.startswith("r") and "+" not in mode:
+            return self._open_read(filename)
+        self._changed()
+        return self._open_write(filename, mode)
+
+    @_operation
+    def mkstemp(
+        self, suffix: str = "", prefix: str = "", dir: str | None = None, mode: str = "wb"
+    ) -> StorageFile:
+        """A new file with a unique name, for STOU."""
+        directory = dir or self.ftp2fs(self.cwd)
+        for _ in range(50):
+            path = posixpath.join(directory, f"{prefix}{get_random_string(8)}{suffix}")
+            if self._kind(path) is None:
+                return self.open(path, mode if "b" in mode else mode + "b")
+        raise _error(errno.EEXIST)
+
+    # --- directories
+
+    @_operation
+    def chdir(self, path: str) -> None:
+        kind = self._kind(path)
+        if kind != DIR:
+            raise _error(errno.ENOTDIR if kind == FILE else errno.ENOENT)
+        self.cwd = self.fs2ftp(path)
+
+    @_operation
+    def mkdir(self, path: str) -> None:
+        """Make a directory for this session; it persists once a file is stored in it."""
+        if self._kind(path) is not None:
+            raise _error(errno.EEXIST)
+        if self._kind(posixpath.dirname(path)) != DIR:
+            raise _error(errno.ENOENT)
+        self._session_dirs.add(path)
+
+    @_operation
+    def listdir(self, path: str) -> list[str]:
+        try:
+            dirs, files = self._storage_listdir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            if not self._is_known_dir(path):
+                raise
+            dirs, files = [], []  # the home or a session directory, still empty
+        names = {name for name in (*dirs, *files) if name}
+        names.update(
+            posixpath.basename(d) for d in self._session_dirs if posixpath.dirname(d) == path
+        )
+        self._remember_listing(path, dirs, files)
+        return sorted(names)
+
+    def listdirinfo(self, path: str) -> list[str]:
+        return self.listdir(path)
+
+    @_operation
+    def rmdir(self, path: str) -> None:
+        kind = self._kind(path)
+        if kind != DIR:
+            raise _error(errno.ENOTDIR if kind == FILE else errno.ENOENT)
+        if self.listdir(path):
+            raise _error(errno.ENOTEMPTY)
+        self._changed()
+        if path in self._session_dirs:
+            self._session_dirs.discard(path)
+            return
+        # An empty directory the storage knows of: a node (InMemoryStorage)
+        # or a "prefix/" marker object (S3); deleting a missing key is a no-op.
+        name = storage_name(path)
+        self.storage.delete(name)
+        self.storage.delete(name + "/")
+
+    # --- files and directories
+
+    @_operation
+    def remove(self, path: str) -> None:
+        kind = self._kind(path)
+        if kind != FILE:
+            # Storage.delete() would remove a directory, or report success
+            # for a missing file.
+            raise _error(errno.EISDIR if kind == DIR else errno.ENOENT)
+        self._changed()
+        self.storage.delete(storage_name(path))
+
+    @_operation
+    def rename(self, src: str, dst: str) -> None:
+        """Copy then delete: storages have no rename. Directories only if made this session."""
+        kind = self._kind(src)
+        if kind is None:
+            raise _error(errno.ENOENT)
+        if src == dst:
+            return
+        dst_kind = self._kind(dst)
+        if dst_kind == DIR:
+            raise _error(errno.EISDIR)
+        if self._kind(posixpath.dirname(dst)) != DIR:
+            raise _error(errno.ENOENT)
+        self._changed()
+        if kind == DIR:
+            if src in self._session_dirs and not self.listdir(src):
+                self._session_dirs.discard(src)
+                self._session_dirs.add(dst)
+                return
+            raise FilesystemError("Renaming directories is not supported by this storage")
+        with self.storage.open(storage_name(src), "rb") as source:
+            self._save(dst, source)
+        self.storage.delete(storage_name(src))
+        self._changed()
+
+    @_operation
+    def chmod(self, path: str, mode: int) -> None:
+        raise FilesystemError("Changing modes is not supported by this storage")
+
+    @_operation
+    def utime(self, path: str, timeval: float) -> None:
+        raise FilesystemError("Changing times is not supported by this storage")
+
+    @_operation
+    def stat(self, path: str) -> PseudoStat:
+        kind = self._kind(path)
+        if kind is None:
+            raise _error(errno.ENOENT)
+        if kind == DIR:
+            size, mtime, mode = 0, 0.0, stat_module.S_IFDIR | 0o755
+        else:
+            size = self.storage.size(storage_name(path))
+            mtime = self._mtime(path, default=0.0)
+            mode = stat_module.S_IFREG | 0o644
+        return PseudoStat(
+            st_size=size,
+            st_mtime=mtime,
+            st_nlink=1,
+            st_mode=mode,
+            st_uid=0,
+            st_gid=0,
+            st_dev=0,
+            st_ino=zlib.crc32(path.encode("utf-8", "surrogateescape")),
+            st_atime=mtime,
+            st_ctime=mtime,
+        )
+
+    @_operation
+    def lstat(self, path: str) -> Any:
+        # Not ``lstat = stat``: a patch replaces ``stat`` on the instance.
+        return self.stat(path)
+
+    @_operation
+    def getsize(self, path: str) -> int:
+        if self._kind(path) == DIR:
+            return 0
+        return self.storage.size(storage_name(path))
+
+    @_operation
+    def getmtime(self, path: str) -> float:
+        return self._mtime(path)
+
+    def _mtime(self, path: str, default: float | None = None) -> float:
+        try:
+            return self.storage.get_modified_time(storage_name(path)).timestamp()
+        except NotImplementedError:
+            if default is None:
+                raise
+            return default
+
+    # --- predicates
+
+    @_predicate
+    def _exists(self, path: str) -> bool:
+        return self._kind(path) is not None
+
+    @_predicate
+    def isfile(self, path: str) -> bool:
+        return self._kind(path) == FILE
+
+    @_predicate
+    def isdir(self, path: str) -> bool:
+        return self._kind(path) == DIR
+
+    @_predicate
+    def islink(self, path: str) -> bool:
+        return False
+
+    @_predicate
+    def lexists(self, path: str) -> bool:
+        return self._kind(path) is not None
+
+    def get_user_by_uid(self, uid: int) -> str:
+        return "owner"
+
+    def get_group_by_gid(self, gid: int) -> str:
+        return "group"
+
+
+def _parents(path: str) -> set[str]:
+    """``/a/b/c`` -> ``{"/a/b", "/a", "/"}``."""
+    parents = set()
+    while path not in ("/", ""):
+        path = posixpath.dirname(path)
+        parents.add(path)
+    return parents
+
+
+def _static_attribute(obj: object, name: str) -> Any:
+    """``obj.name`` without binding a plain function stored on the class.
+
+    ``storage_class = make_storage`` in a class body must be called as
+    ``make_storage()``, not as a method.
+    """
+    for klass in type(obj).__mro__:
+        if name in vars(klass):
+            value = vars(klass)[name]
+            if isinstance(value, staticmethod):
+                return value.__func__
+            if isinstance(value, classmethod):
+                return value.__get__(None, type(obj))
+            return value
+    return getattr(obj, name, None)

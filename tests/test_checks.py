@@ -1,0 +1,189 @@
+"""System checks of the FTPSERVER_* settings: one test per id, and ``manage.py check``."""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core import checks as django_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from django_ftpserver import checks
+
+from .test_tls_policy import Certificate, make_certificate
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    return make_certificate(tmp_path_factory.mktemp("checks-tls"))
+
+
+def ids(messages) -> list[str]:
+    return [message.id for message in messages]
+
+
+def ftpserver_messages() -> list[django_checks.CheckMessage]:
+    return [
+        m
+        for m in django_checks.run_checks(tags=[checks.TAG])
+        if m.id.startswith("django_ftpserver")
+    ]
+
+
+def test_defaults_are_clean():
+    assert ftpserver_messages() == []
+
+
+def test_every_message_has_a_hint(settings, tmp_path):
+    settings.FTPSERVER_HANDLER = "nope.Handler"
+    settings.FTPSERVER_PASSIVE_PORTS = "x"
+    settings.FTPSERVER_HOST = "0.0.0.0"
+    settings.FTPSERVER_TIMEOUT = -1
+    messages = ftpserver_messages()
+    assert len(messages) >= 4
+    assert all(message.hint for message in messages)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FTPSERVER_HANDLER", "django_ftpserver.handlers.NoSuchHandler"),
+        ("FTPSERVER_AUTHORIZER", "no_such_module.Authorizer"),
+        ("FTPSERVER_SERVER_CLASS", "NotDotted"),
+        ("FTPSERVER_FILESYSTEM", 42),
+    ],
+)
+def test_e001_unimportable_class(settings, name, value):
+    setattr(settings, name, value)
+    messages = checks.check_class_settings()
+    assert ids(messages) == ["django_ftpserver.E001"]
+    assert name in messages[0].msg
+
+
+def test_e001_accepts_classes_and_paths(settings):
+    from django_ftpserver.handlers import DjangoFTPHandler
+
+    settings.FTPSERVER_HANDLER = DjangoFTPHandler
+    settings.FTPSERVER_FILESYSTEM = "pyftpdlib.filesystems.AbstractedFS"
+    assert checks.check_class_settings() == []
+
+
+@pytest.mark.parametrize("value", ["70000-70010", "abc", "100-50", "", 21, [0, 1]])
+def test_e002_bad_passive_ports(settings, value):
+    settings.FTPSERVER_PASSIVE_PORTS = value
+    messages = checks.check_passive_ports()
+    assert ids(messages) == ["django_ftpserver.E002"]
+    assert "FTPSERVER_PASSIVE_PORTS" in messages[0].msg
+
+
+@pytest.mark.parametrize("value", ["60000-60100", "50000,60000-60010", [60000, 60001], None])
+def test_e002_good_passive_ports(settings, value):
+    settings.FTPSERVER_PASSIVE_PORTS = value
+    assert checks.check_passive_ports() == []
+
+
+def test_e003_keyfile_without_certfile(settings, certificate):
+    settings.FTPSERVER_KEYFILE = str(certificate.keyfile)
+    assert ids(checks.check_tls_files()) == ["django_ftpserver.E003"]
+
+
+def test_e004_certificate_problems(settings, certificate, tmp_path: Path):
+    settings.FTPSERVER_CERTFILE = str(tmp_path / "missing.pem")
+    messages = checks.check_tls_files()
+    assert ids(messages) == ["django_ftpserver.E004"]
+    assert "file not found" in messages[0].msg
+
+    settings.FTPSERVER_CERTFILE = str(certificate.certfile)
+    settings.FTPSERVER_KEYFILE = str(tmp_path / "missing.key")
+    assert "FTPSERVER_KEYFILE file not found" in checks.check_tls_files()[0].msg
+
+    other = make_certificate(tmp_path / "other")
+    settings.FTPSERVER_KEYFILE = str(other.keyfile)  # a key of another certificate
+    messages = checks.check_tls_files()
+    assert ids(messages) == ["django_ftpserver.E004"]
+    assert "cannot be used" in messages[0].msg
+
+    settings.FTPSERVER_KEYFILE = str(certificate.keyfile)
+    assert checks.check_tls_files() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("FTPSERVER_PORT", "2121"), ("FTPSERVER_PORT", 70000), ("FTPSERVER_HOST", 127)],
+)
+def test_e005_bad_address(settings, name, value):
+    setattr(settings, name, value)
+    messages = checks.check_address()
+    assert ids(messages) == ["django_ftpserver.E005"]
+    assert name in messages[0].msg
+
+
+@pytest.mark.parametrize("value", [-1, "300", True])
+def test_e006_bad_timeout(settings, value):
+    settings.FTPSERVER_TIMEOUT = value
+    assert ids(checks.check_timeouts()) == ["django_ftpserver.E006"]
+
+
+@pytest.mark.parametrize("value", [-5, "soon"])
+def test_e007_bad_auth_cache_timeout(settings, value):
+    settings.FTPSERVER_AUTH_CACHE_TIMEOUT = value
+    assert ids(checks.check_timeouts()) == ["django_ftpserver.E007"]
+
+
+def test_e008_masquerade_address_is_ipv4(settings):
+    settings.FTPSERVER_MASQUERADE_ADDRESS = "ftp.example.com"
+    assert ids(checks.check_masquerade_address()) == ["django_ftpserver.E008"]
+    settings.FTPSERVER_MASQUERADE_ADDRESS = "203.0.113.7"
+    assert checks.check_masquerade_address() == []
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "", "::", "192.0.2.10", "ftp.example.com"])
+def test_w001_exposed_without_tls(settings, host):
+    settings.FTPSERVER_HOST = host
+    messages = checks.check_exposure()
+    assert ids(messages) == ["django_ftpserver.W001"]
+    assert django_checks.Tags.security in checks.check_exposure.tags
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_w001_not_for_loopback(settings, host):
+    settings.FTPSERVER_HOST = host
+    assert checks.check_exposure() == []
+
+
+def test_w001_not_with_tls(settings, certificate):
+    settings.FTPSERVER_HOST = "0.0.0.0"
+    settings.FTPSERVER_CERTFILE = str(certificate.certfile)
+    settings.FTPSERVER_KEYFILE = str(certificate.keyfile)
+    assert checks.check_exposure() == []
+
+
+def test_w002_tls_not_required(settings, certificate):
+    settings.FTPSERVER_CERTFILE = str(certificate.certfile)
+    settings.FTPSERVER_KEYFILE = str(certificate.keyfile)
+    assert checks.check_tls_required() == []
+    settings.FTPSERVER_TLS_DATA_REQUIRED = False
+    messages = checks.check_tls_required()
+    assert ids(messages) == ["django_ftpserver.W002"]
+    assert "FTPSERVER_TLS_DATA_REQUIRED is False" in messages[0].msg
+    settings.FTPSERVER_TLS_CONTROL_REQUIRED = False
+    assert "are False" in checks.check_tls_required()[0].msg
+    settings.FTPSERVER_CERTFILE = None  # no certificate: nothing to relax
+    settings.FTPSERVER_KEYFILE = None
+    assert checks.check_tls_required() == []
+
+
+def test_manage_py_check(settings):
+    call_command("check", stdout=StringIO())  # defaults: no issue
+    settings.FTPSERVER_HOST = "0.0.0.0"
+    err = StringIO()
+    call_command("check", stdout=StringIO(), stderr=err)
+    assert "django_ftpserver.W001" in err.getvalue()
+    settings.FTPSERVER_PASSIVE_PORTS = "60100-60000"
+    with pytest.raises(SystemCheckError) as info:
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    assert "django_ftpserver.E002" in str(info.value)
+    assert "empty port range" in str(info.value)
+    call_command("check", "--tag", "security", stdout=StringIO(), stderr=StringIO())
