@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 
 from . import models, permissions
 
@@ -48,7 +49,8 @@ class FTPUserAccountAdmin(admin.ModelAdmin):
     list_display = ("user", "group", "home_dir", "last_login")
     list_filter = ("group",)
     list_select_related = ("user", "group")
-    search_fields = ("user__username", "group__name")
+    # USERNAME_FIELD, not "username": custom user models may not have one.
+    search_fields = (f"user__{get_user_model().USERNAME_FIELD}", "group__name")
     raw_id_fields = ("user",)
     readonly_fields = ("last_login",)
     inlines = [AccountPathRuleInline]

@@ -577,7 +577,35 @@ class DjangoFTPHandler(
 if HAS_TLS:
 
     class DjangoTLS_DTPHandler(TLS_DTPHandler, DjangoDTPHandler):
-        """TLS data channel; the reset check sits below the TLS layer."""
+        """TLS data channel; the reset check sits below the TLS layer.
+
+        Sending waits for the TLS handshake, and empty chunks are never sent.
+        pyftpdlib starts sending as soon as data is queued: an empty listing
+        becomes an empty ``SSL_write`` in the middle of the handshake, which
+        OpenSSL reports as an unexpected EOF, and the channel is closed
+        without a TLS shutdown (ftplib: "shutdown while in init"; the busier
+        the machine, the more often). Here the queued data goes out once the
+        handshake has completed, then a clean TLS shutdown follows; while
+        waiting, the channel polls for reading only, instead of spinning on
+        a socket that is always writable.
+        """
+
+        def initiate_send(self) -> None:
+            if self._ssl_accepting:
+                self._wanted_io_events = self.ioloop.READ
+                self.modify_ioloop_events(self.ioloop.READ)
+                return  # handle_ssl_established() sends
+            fifo = self.producer_fifo
+            while fifo and isinstance(fifo[0], bytes) and not fifo[0]:
+                fifo.popleft()
+            super().initiate_send()
+
+        def handle_ssl_established(self) -> None:
+            super().handle_ssl_established()
+            if self.producer_fifo:
+                self._wanted_io_events = self.ioloop.WRITE
+                self.modify_ioloop_events(self.ioloop.WRITE)
+                self.initiate_send()
 
     class DjangoTLS_FTPHandler(
         SignalEmitterMixin,

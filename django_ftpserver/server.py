@@ -346,6 +346,7 @@ class FTPServerRunner:
         self._server: Any = None
         self._address: tuple[str, int] | None = None
         self._stop = threading.Event()
+        self._previous_handlers: dict[int, Any] | None = None
 
     def handler_options(self) -> dict[str, Any]:
         config = self.config
@@ -427,13 +428,26 @@ class FTPServerRunner:
         """Ask ``run()`` to return; safe from any thread and from signal handlers."""
         self._stop.set()
 
-    def _install_signal_handlers(self) -> dict[int, Any]:
+    def install_signal_handlers(self) -> None:
+        """Make SIGTERM and SIGINT call ``stop()`` (main thread only; idempotent).
+
+        ``run()`` does it too; a caller that has more to do between creating
+        the server and running it (printing, daemonizing) calls it first, so
+        that a SIGTERM arriving meanwhile still stops the server cleanly.
+        """
+        if self._previous_handlers is not None:
+            return
         if threading.current_thread() is not threading.main_thread():
-            return {}
+            return
         previous = {}
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, lambda *_: self.stop())
-        return previous
+        self._previous_handlers = previous
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in (self._previous_handlers or {}).items():
+            signal.signal(signum, handler)
+        self._previous_handlers = None
 
     def run(self, sender: Any = None) -> None:
         """Serve until stopped, sending the start and stop signals."""
@@ -442,7 +456,7 @@ class FTPServerRunner:
         server = self._server
         signal_sender = sender or self.__class__
         host, port = self.address
-        previous = self._install_signal_handlers()
+        self.install_signal_handlers()
         try:
             logger.info("FTP server started on %s:%s", host, port)
             dispatch.send(
@@ -467,5 +481,4 @@ class FTPServerRunner:
                     host=host,
                     port=port,
                 )
-                for signum, handler in previous.items():
-                    signal.signal(signum, handler)
+                self._restore_signal_handlers()

@@ -74,17 +74,39 @@ def test_group_add_page(admin_client):
     assert 'name="permission"' in response.content.decode()
 
 
+def _with_empty_inlines(client, url, data):
+    """``data`` plus the management forms of the page's inlines (path rules)."""
+    page = client.get(url)
+    for inline in page.context["inline_admin_formsets"]:
+        prefix = inline.formset.prefix
+        data.update(
+            {
+                f"{prefix}-TOTAL_FORMS": "0",
+                f"{prefix}-INITIAL_FORMS": "0",
+                f"{prefix}-MIN_NUM_FORMS": "0",
+                f"{prefix}-MAX_NUM_FORMS": "1000",
+            }
+        )
+    return data
+
+
 def test_add_group_and_account_through_the_admin(admin_client, admin_user):
+    url = reverse("admin:django_ftpserver_ftpusergroup_add")
     response = admin_client.post(
-        reverse("admin:django_ftpserver_ftpusergroup_add"),
-        {"name": "editors", "permission": "elradfmwMT", "home_dir": ""},
+        url,
+        _with_empty_inlines(
+            admin_client, url, {"name": "editors", "permission": "elradfmwMT", "home_dir": ""}
+        ),
     )
     assert response.status_code == 302
     group = FTPUserGroup.objects.get(name="editors")
     assert group.permission == "elradfmwMT"
+    url = reverse("admin:django_ftpserver_ftpuseraccount_add")
     response = admin_client.post(
-        reverse("admin:django_ftpserver_ftpuseraccount_add"),
-        {"user": admin_user.pk, "group": group.pk, "home_dir": "/srv/admin"},
+        url,
+        _with_empty_inlines(
+            admin_client, url, {"user": admin_user.pk, "group": group.pk, "home_dir": "/srv/admin"}
+        ),
     )
     assert response.status_code == 302
     assert FTPUserAccount.objects.get(user=admin_user).home_dir == "/srv/admin"

@@ -177,3 +177,16 @@ def test_curl_ftps_upload(ftps_server, tls_files, home, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (home / "c.bin").read_bytes() == source.read_bytes()
+
+
+def test_ftps_listing_an_empty_directory(ftps_server, tls_files, home):
+    """An empty protected listing closes its data connection cleanly, every time."""
+    ftps = _tls_client(ftps_server, tls_files)
+    ftps.login("alice", PASSWORD)
+    ftps.prot_p()
+    for _ in range(10):
+        lines: list[str] = []
+        assert ftps.retrlines("LIST", lines.append).startswith("226")
+        assert lines == []
+        assert ftps.nlst() == []
+    ftps.quit()

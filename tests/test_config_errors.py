@@ -71,7 +71,7 @@ def assert_clean_error(status: int, stderr: str, seconds: float, *fragments: str
 @pytest.mark.parametrize(
     ("address", "fragment"),
     [
-        ("bad:host:xx", "invalid port 'xx'"),
+        ("bad:host:xx", "invalid address 'bad:host:xx'"),
         ("127.0.0.1:99999", "invalid port 99999"),
         ("127.0.0.1:-1", "invalid port -1"),
         ("127.0.0.1:", "invalid port ''"),

@@ -225,14 +225,20 @@ class Command(BaseCommand):
             # Absolute: daemonizing may change the working directory.
             pidfile = os.path.abspath(pidfile)
             pid_stream = self.open_pidfile(runner, pidfile)
+        # From here on a SIGTERM stops the server cleanly, even before run().
+        runner.install_signal_handlers()
         host, port = runner.address
-        scheme = "FTPS (TLS required)" if runner.config.use_tls else "FTP"
+        scheme = "FTP"
+        if runner.config.use_tls:
+            required = conf.TLS_CONTROL_REQUIRED and conf.TLS_DATA_REQUIRED
+            scheme = "FTPS (TLS required)" if required else "FTPS (TLS optional)"
         self.stdout.write(
             f"Django version {get_version()}, using settings {settings.SETTINGS_MODULE!r}\n"
             f"pyftpdlib version {pyftpdlib.__ver__}\n"
             f"Serving {scheme} on {host}:{port}\n"
             f"Quit the server with {'CTRL-BREAK' if sys.platform == 'win32' else 'CONTROL-C'}."
         )
+        self.stdout.flush()  # visible at once under a pipe (systemd, supervisors)
         if self._option(options, "daemonize", "FTPSERVER_DAEMONIZE"):
             server = runner.server
             preserve = [server.socket, server.ioloop._poller.fileno()]
