@@ -709,8 +709,9 @@ def main(argv: list[str] | None = None) -> None:
     import django as dj
     import pyftpdlib
 
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     header = (
-        f"django-ftpserver vs bare pyftpdlib, {datetime.datetime.now(datetime.timezone.utc).date().isoformat()}, "
+        f"django-ftpserver vs bare pyftpdlib, {today}, "
         f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"load {os.getloadavg()[0]:.2f}\n"
         f"Python {platform.python_version()}, Django {dj.__version__}, "

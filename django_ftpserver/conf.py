@@ -37,6 +37,20 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_AUTH_WORKERS": None,
     "FTPSERVER_TLS_CONTROL_REQUIRED": True,
     "FTPSERVER_TLS_DATA_REQUIRED": True,
+    # Brute-force lockout (see lockout.py); FAILURES = 0 turns it off.
+    "FTPSERVER_LOCKOUT_FAILURES": 10,
+    "FTPSERVER_LOCKOUT_WINDOW": 900,
+    "FTPSERVER_LOCKOUT_DURATION": 900,
+    "FTPSERVER_LOCKOUT_CACHE": "default",
+    # Limits; None keeps the handler's or server's own value (pyftpdlib's
+    # defaults: 512 connections, no per-address limit, 3 login attempts,
+    # no bandwidth limit).
+    "FTPSERVER_MAX_CONNECTIONS": None,
+    "FTPSERVER_MAX_CONNECTIONS_PER_IP": None,
+    "FTPSERVER_MAX_LOGIN_ATTEMPTS": None,
+    "FTPSERVER_READ_LIMIT": None,
+    "FTPSERVER_WRITE_LIMIT": None,
+    "FTPSERVER_CREATE_HOME_DIRS": False,
 }
 
 
@@ -136,6 +150,46 @@ class Settings:
     @property
     def TLS_DATA_REQUIRED(self) -> bool:
         return bool(get("FTPSERVER_TLS_DATA_REQUIRED"))
+
+    @property
+    def LOCKOUT_FAILURES(self) -> int:
+        return int(get("FTPSERVER_LOCKOUT_FAILURES"))
+
+    @property
+    def LOCKOUT_WINDOW(self) -> int:
+        return int(get("FTPSERVER_LOCKOUT_WINDOW"))
+
+    @property
+    def LOCKOUT_DURATION(self) -> int:
+        return int(get("FTPSERVER_LOCKOUT_DURATION"))
+
+    @property
+    def LOCKOUT_CACHE(self) -> str:
+        return get("FTPSERVER_LOCKOUT_CACHE")
+
+    @property
+    def MAX_CONNECTIONS(self) -> int | None:
+        return get("FTPSERVER_MAX_CONNECTIONS")
+
+    @property
+    def MAX_CONNECTIONS_PER_IP(self) -> int | None:
+        return get("FTPSERVER_MAX_CONNECTIONS_PER_IP")
+
+    @property
+    def MAX_LOGIN_ATTEMPTS(self) -> int | None:
+        return get("FTPSERVER_MAX_LOGIN_ATTEMPTS")
+
+    @property
+    def READ_LIMIT(self) -> int | None:
+        return get("FTPSERVER_READ_LIMIT")
+
+    @property
+    def WRITE_LIMIT(self) -> int | None:
+        return get("FTPSERVER_WRITE_LIMIT")
+
+    @property
+    def CREATE_HOME_DIRS(self) -> bool:
+        return bool(get("FTPSERVER_CREATE_HOME_DIRS"))
 
 
 conf = Settings()

@@ -30,12 +30,14 @@ from typing import Any
 
 from django.dispatch import Signal
 from pyftpdlib.exceptions import FilesystemError
+from pyftpdlib.filesystems import AbstractedFS, UnixFilesystem
 from pyftpdlib.handlers import DTPHandler, FTPHandler, ThrottledDTPHandler
 from pyftpdlib.handlers.ftp.producers import BufferedIteratorProducer
 from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED
 from pyftpdlib.utils import strerror
 
-from . import dispatch, signals
+from . import dispatch, lockout, signals
+from .conf import conf
 from .permissions import climbs_above_root
 
 logger = logging.getLogger(__name__)
@@ -104,6 +106,20 @@ class DjangoDTPHandler(ResetAwareDTPMixin, DTPHandler):
 
 class DjangoThrottledDTPHandler(ResetAwareDTPMixin, ThrottledDTPHandler):
     """Bandwidth-limited data channel (``read_limit``/``write_limit``)."""
+
+
+def throttled_dtp_handler(base: type, read_limit: int = 0, write_limit: int = 0) -> type:
+    """A subclass of data channel ``base`` limited to so many bytes per second.
+
+    ``read_limit`` applies to uploads, ``write_limit`` to downloads, each per
+    transfer; 0 means no limit. A ``base`` that is not throttled yet (the
+    plain or TLS data channel) gets pyftpdlib's throttling mixed in above it.
+    """
+    bases = (base,) if issubclass(base, ThrottledDTPHandler) else (DjangoThrottledDTPHandler, base)
+    attrs = {"read_limit": int(read_limit), "write_limit": int(write_limit)}
+    throttled = type(f"Throttled{base.__name__}", bases, attrs)
+    throttled.__module__ = base.__module__
+    return throttled
 
 
 class SignalEmitterMixin:
@@ -392,8 +408,173 @@ class PathPermissionFactsMixin:
         return path
 
 
+class LoginGuardMixin:
+    """Brute-force protection at login.
+
+    * A client whose address is locked out (``lockout.py``) is refused at
+      ``PASS`` before its password is looked at, so guessing costs the
+      server no hashing, and is disconnected.
+    * A refused password counts against the address at once. pyftpdlib
+      calls ``on_login_failed`` only after ``auth_failed_timeout`` (3 s),
+      and not at all when the server stops meanwhile, so counting there
+      would let a client skip the count by making the server wait.
+    * ``max_login_attempts`` holds for pipelined commands. pyftpdlib counts
+      a connection's attempts in that delayed callback too, while it goes
+      on reading the commands already received: a client sending many
+      ``USER``/``PASS`` pairs in one go had every password checked. Here a
+      connection's failures count at once, and a ``PASS`` past the limit is
+      refused unchecked.
+
+    A lockout cache that fails is logged and lets the login go on: an
+    unreachable cache must not lock every user out.
+    """
+
+    locked_out_reply = "530 Too many failed logins from your address; try again later."
+    too_many_attempts_reply = "530 Too many failed logins on this connection."
+
+    #: Failed logins on this connection, counted when they happen.
+    _failed_logins = 0
+
+    def _lockout_call(self, function: Any, *args: Any) -> Any:
+        try:
+            return function(*args)
+        except Exception:
+            logger.exception("FTP lockout cache failed; login checks go on without it")
+            return None
+
+    def ftp_PASS(self, line: str) -> Any:
+        if self.authenticated or not self.username:
+            return super().ftp_PASS(line)  # pyftpdlib's 503 replies
+        if self._failed_logins >= self.max_login_attempts:
+            self.username = ""
+            self.respond(self.too_many_attempts_reply)
+            return None  # the pending failure's callback disconnects
+        if self._lockout_call(lockout.is_locked, self.remote_ip):
+            logger.info(
+                "FTP login of %r from %s refused: address locked out", self.username, self.remote_ip
+            )
+            self.username = ""
+            self.respond(self.locked_out_reply)
+            self.close_when_done()
+            return None
+        return super().ftp_PASS(line)
+
+    def handle_auth_failed(self, msg: str, password: str) -> None:
+        username = self.username
+        self._failed_logins += 1
+        super().handle_auth_failed(msg, password)
+        locked = self._lockout_call(lockout.record_failure, self.remote_ip, username)
+        if locked is not None:
+            logger.warning(
+                "FTP address %s locked out for %d s after %d failed logins (last as %r)",
+                locked.address,
+                round(locked.until - locked.locked_at),
+                locked.failures,
+                username,
+            )
+            dispatch.send(
+                signals.ftp_client_locked_out,
+                sender=getattr(self, "signal_sender", None) or type(self),
+                handler=self,
+                remote_ip=self.remote_ip,
+                username=username,
+            )
+
+    def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
+        # Before the 230 goes out. The password was right even if the login
+        # is refused further on (home directory): the typos stop counting.
+        self._lockout_call(lockout.record_success, self.remote_ip, self.username)
+        self._failed_logins = 0
+        super().handle_auth_success(home, password, msg_login)
+
+
+class HomeDirMixin:
+    """Check the home directory at login; create it when configured to.
+
+    A home that is missing (and ``FTPSERVER_CREATE_HOME_DIRS`` is off, or
+    creating it failed), not a directory or not readable refuses the login
+    with a clear 530 and an error in the log naming the user and the path,
+    instead of a session where every command fails. A home that is not
+    writable is logged as a warning for an account with write permissions;
+    the login works and writes get pyftpdlib's 550.
+
+    Checked only for filesystems on local disk (pyftpdlib's own); a custom
+    ``abstracted_fs`` decides itself, unless ``check_home_dir`` is set.
+    """
+
+    #: None: check when ``abstracted_fs`` is one of pyftpdlib's local filesystems.
+    check_home_dir: bool | None = None
+
+    home_unavailable_reply = "530 Your home directory is not available; contact the administrator."
+
+    _WRITE_PERMS = frozenset("adfmwMT")
+
+    def _checks_home(self) -> bool:
+        if self.check_home_dir is not None:
+            return self.check_home_dir
+        return self.abstracted_fs in (AbstractedFS, UnixFilesystem)
+
+    def _home_problem(self, home: str) -> str | None:
+        """Why ``home`` cannot serve this session, or None; creates it if configured."""
+        # Checked with the effective ids: those of the file access user.
+        effective = os.access in os.supports_effective_ids
+
+        def can(mode: int) -> bool:
+            return os.access(home, mode, effective_ids=effective)
+
+        if not os.path.isdir(home):
+            if os.path.lexists(home):
+                return "is not a directory"
+            if not conf.CREATE_HOME_DIRS:
+                return "does not exist (FTPSERVER_CREATE_HOME_DIRS is off)"
+            try:
+                os.makedirs(home, exist_ok=True)
+            except OSError as exc:
+                return f"does not exist and cannot be created: {exc.strerror or exc}"
+            logger.info("FTP home directory %s created for %r", home, self.username)
+        if not can(os.R_OK | os.X_OK):
+            return "is not readable"
+        if not can(os.W_OK):
+            try:
+                perms = set(self.authorizer.get_perms(self.username))
+            except Exception:
+                perms = set()
+            if perms & self._WRITE_PERMS:
+                logger.warning(
+                    "FTP home directory %s of %r is not writable; its writes will fail",
+                    home,
+                    self.username,
+                )
+        return None
+
+    def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
+        if self._checks_home():
+            self.authorizer.impersonate_user(self.username, password)
+            try:
+                problem = self._home_problem(home)
+            except Exception as exc:  # a path the OS refuses outright (NUL byte...)
+                problem = f"cannot be checked: {exc}"
+            finally:
+                self.authorizer.terminate_impersonation(self.username)
+            if problem:
+                logger.error(
+                    "FTP login of %r refused: home directory %s %s", self.username, home, problem
+                )
+                self.username = ""
+                # Drop the session view the authorizer gave this login.
+                self.__dict__.pop("authorizer", None)
+                self.respond(self.home_unavailable_reply)
+                return
+        super().handle_auth_success(home, password, msg_login)
+
+
 class DjangoFTPHandler(
-    SignalEmitterMixin, CommandLineGuardMixin, PathPermissionFactsMixin, FTPHandler
+    SignalEmitterMixin,
+    CommandLineGuardMixin,
+    PathPermissionFactsMixin,
+    LoginGuardMixin,
+    HomeDirMixin,
+    FTPHandler,
 ):
     """FTP handler that sends the Django signals."""
 
@@ -434,7 +615,12 @@ if HAS_TLS:
                 self.initiate_send()
 
     class DjangoTLS_FTPHandler(
-        SignalEmitterMixin, CommandLineGuardMixin, PathPermissionFactsMixin, TLS_FTPHandler
+        SignalEmitterMixin,
+        CommandLineGuardMixin,
+        PathPermissionFactsMixin,
+        LoginGuardMixin,
+        HomeDirMixin,
+        TLS_FTPHandler,
     ):
         """FTPS (explicit TLS) handler that sends the Django signals."""
 

@@ -32,8 +32,9 @@ from typing import Any
 from pyftpdlib.ioloop import IOLoop, timer
 from pyftpdlib.servers import FTPServer, ThreadedFTPServer
 
-from . import dispatch, signals, utils
+from . import dispatch, lockout, signals, utils
 from .conf import conf
+from .handlers import throttled_dtp_handler
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,9 @@ class DjangoFTPServer(ThreadedFTPServer):
       default is the process-wide ``IOLoop.instance()``, so two servers
       would poll one loop from two threads, and closing one (``close_all``
       closes its loop) would close the other's listening socket;
-    * ``max_cons`` counts sessions, not threads.
+    * ``max_cons`` counts sessions (not threads) exactly: pyftpdlib's
+      threaded server compares its count of sessions with ``<=`` and so let
+      one more in.
     """
 
     #: Seconds a session thread with nothing to serve waits before ending.
@@ -124,8 +127,7 @@ class DjangoFTPServer(ThreadedFTPServer):
             return len(self._session_threads)
 
     def _map_len(self) -> int:
-        # Sessions plus the listening socket, as pyftpdlib's own count goes.
-        return self._active_sessions + 1
+        return self._active_sessions
 
     def _refresh_tasks(self) -> None:
         pass  # threads leave the set themselves
@@ -152,6 +154,12 @@ class DjangoFTPServer(ThreadedFTPServer):
             close = getattr(self.handler.authorizer, "close", None)
             if callable(close):
                 close()
+
+    def _accept_new_cons(self) -> bool:
+        if not self.max_cons:
+            return True
+        # Counted before the new session's thread exists.
+        return self._map_len() < self.max_cons
 
     def handle_accepted(self, sock: Any, addr: Any) -> None:
         handler = None
@@ -330,7 +338,21 @@ class FTPServerConfig:
     handler_class: str | type | None = None
     authorizer_class: str | type | None = None
     filesystem_class: str | type | None = None
+    #: Limits; None keeps the server's or handler's own value.
+    max_connections: int | None = None
+    max_connections_per_ip: int | None = None
+    max_login_attempts: int | None = None
+    read_limit: int | None = None
+    write_limit: int | None = None
     handler_options: dict[str, Any] = field(default_factory=dict)
+
+    _LIMITS = (
+        "max_connections",
+        "max_connections_per_ip",
+        "max_login_attempts",
+        "read_limit",
+        "write_limit",
+    )
 
     def __post_init__(self) -> None:
         if self.server_class is None:
@@ -341,6 +363,9 @@ class FTPServerConfig:
             self.authorizer_class = conf.AUTHORIZER
         if self.filesystem_class is None:
             self.filesystem_class = conf.FILESYSTEM
+        for name in self._LIMITS:
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(conf, name.upper()))
 
     @property
     def use_tls(self) -> bool:
@@ -387,6 +412,20 @@ class FTPServerConfig:
                 if path and not os.access(path, os.R_OK):
                     raise ConfigError(f"TLS {label} file not readable: {path}")
             check_tls_files(self.certfile, self.keyfile)
+        for name in self._LIMITS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            least = 1 if name == "max_login_attempts" else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                option = name.replace("_", "-")
+                raise ConfigError(
+                    f"{name.replace('_', ' ')} (--{option}, FTPSERVER_{name.upper()}) must be"
+                    f" a whole number, {least} or more, not {value!r}"
+                )
+        errors = lockout.check_settings()
+        if errors:
+            raise ConfigError(errors[0])
 
 
 def _openssl_reason(exc: Exception) -> str:
@@ -472,6 +511,8 @@ class FTPServerRunner:
         if config.sendfile is not None:
             # pyftpdlib's name; 1.0 set ``sendfile``, which pyftpdlib ignores.
             options["use_sendfile"] = bool(config.sendfile)
+        if config.max_login_attempts is not None:
+            options["max_login_attempts"] = config.max_login_attempts
         options.update(config.handler_options)
         return options
 
@@ -495,6 +536,15 @@ class FTPServerRunner:
         except _TLS_ERRORS as exc:
             # pyftpdlib's FTPServer loads the certificate before binding.
             raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
+        if config.max_connections is not None:
+            server.max_cons = config.max_connections
+        if config.max_connections_per_ip is not None:
+            server.max_cons_per_ip = config.max_connections_per_ip
+        if config.read_limit or config.write_limit:
+            # ``server.handler`` is make_server's fresh subclass: no class leaks.
+            server.handler.dtp_handler = throttled_dtp_handler(
+                server.handler.dtp_handler, config.read_limit or 0, config.write_limit or 0
+            )
         if config.use_tls:
             try:
                 server.handler.get_ssl_context()  # fail now, not at the first client

@@ -22,6 +22,10 @@ ftp_client_disconnected = Signal()
 ftp_login = Signal()
 ftp_login_failed = Signal()  # never carries the password
 ftp_logout = Signal()
+# Sent once when failed logins lock an address out (see lockout.py); the
+# username is the one of the failure that reached the limit.
+# kwargs: handler, remote_ip, username
+ftp_client_locked_out = Signal()
 
 # Transfers. kwargs: handler, username, path, ftp_path, remote_ip
 ftp_file_received = Signal()

@@ -113,6 +113,27 @@ def start_server(**options: Any) -> RunningServer:
     return RunningServer(runner, thread, host, port)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_lockout_state() -> Iterator[None]:
+    """Each test starts with no failed logins counted.
+
+    The lockout counts in the cache (``LocMemCache`` here, one per process),
+    so without this, failures from 127.0.0.1 in earlier tests would add up
+    to a lockout in a later one.
+    """
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    def clear() -> None:
+        cache = caches["default"]
+        if isinstance(cache, LocMemCache):  # never flush a shared Redis
+            cache.clear()
+
+    clear()
+    yield
+    clear()
+
+
 @pytest.fixture
 def server_factory(transactional_db: None) -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []

@@ -69,6 +69,23 @@ class Command(BaseCommand):
     # validated: a bad value gets one line naming it, not a check report.
     requires_system_checks: list[str] = []
 
+    #: Limit options: option name -> help. Each wins over its setting,
+    #: FTPSERVER_ + the name in capitals with underscores.
+    LIMIT_OPTIONS = {
+        "max-connections": "most simultaneous clients; more get 421 (FTPSERVER_MAX_CONNECTIONS).",
+        "max-connections-per-ip": (
+            "most simultaneous clients from one address; 0: no limit"
+            " (FTPSERVER_MAX_CONNECTIONS_PER_IP)."
+        ),
+        "max-login-attempts": (
+            "failed logins before a connection is closed (FTPSERVER_MAX_LOGIN_ATTEMPTS)."
+        ),
+        "read-limit": "upload bytes per second per transfer; 0: no limit (FTPSERVER_READ_LIMIT).",
+        "write-limit": (
+            "download bytes per second per transfer; 0: no limit (FTPSERVER_WRITE_LIMIT)."
+        ),
+    }
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--skip-checks", action="store_true", help="skip the Django system checks."
@@ -99,6 +116,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--sendfile", action="store_true", dest="sendfile", help="use sendfile(2)."
         )
+        for flag, help_text in self.LIMIT_OPTIONS.items():
+            parser.add_argument(f"--{flag}", dest=flag, type=int, metavar="N", help=help_text)
 
     @staticmethod
     def _option(options: dict[str, Any], name: str, setting: str) -> Any:
@@ -147,6 +166,12 @@ class Command(BaseCommand):
             certfile=self._option(options, "certfile", "FTPSERVER_CERTFILE"),
             keyfile=self._option(options, "keyfile", "FTPSERVER_KEYFILE"),
             sendfile=self._option(options, "sendfile", "FTPSERVER_SENDFILE"),
+            **{
+                # 0 is a real value here ("no limit"), so only None falls back
+                # to the setting (FTPServerConfig reads it).
+                flag.replace("-", "_"): options.get(flag)
+                for flag in self.LIMIT_OPTIONS
+            },
         )
 
     def create_runner(self, options: dict[str, Any]) -> FTPServerRunner:
