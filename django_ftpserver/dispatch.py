@@ -10,14 +10,31 @@ opens one database connection per thread. A receiver that queries the
 database would leave that connection open for as long as the client stays
 connected, so after the receivers ran, the thread's connections are closed:
 an idle session holds none, however many sessions there are.
+
+Receivers are not the only code on a session thread that may query: a
+lockout kept in a database cache, a filesystem on a database-backed
+storage, a project's own login message. The session loop therefore calls
+``release_opened_connections()`` after each round of events; it costs one
+thread-local read unless the round opened a connection.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from django.db import connections
+from django.db.backends.signals import connection_created
 from django.dispatch import Signal
+
+_opened = threading.local()
+
+
+def _note_connection(sender: Any, **kwargs: Any) -> None:
+    _opened.pending = True
+
+
+connection_created.connect(_note_connection, weak=False, dispatch_uid="django_ftpserver.opened")
 
 
 def release_connections() -> None:
@@ -26,9 +43,16 @@ def release_connections() -> None:
     Inside ``atomic()`` (a test's transaction, or a caller's own) closing
     would break the caller, so the connection is left alone there.
     """
+    _opened.pending = False
     for conn in connections.all(initialized_only=True):
         if not conn.in_atomic_block:
             conn.close()
+
+
+def release_opened_connections() -> None:
+    """``release_connections()`` if this thread opened a connection since the last one."""
+    if getattr(_opened, "pending", False):
+        release_connections()
 
 
 def send(signal: Signal, sender: Any, **kwargs: Any) -> None:

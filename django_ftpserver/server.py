@@ -289,6 +289,7 @@ class DjangoFTPServer(ThreadedFTPServer):
         """
         poll = ioloop.poll
         sched = ioloop.sched
+        release_opened = dispatch.release_opened_connections
         while not self._exit.is_set():
             if ioloop.socket_map:
                 # The next call's delay, computed now: a call scheduled while
@@ -310,6 +311,9 @@ class DjangoFTPServer(ThreadedFTPServer):
                     continue
             if sched._tasks:
                 sched.poll()
+            # Whatever ran on this thread and queried (a lockout in a
+            # database cache, a storage backend) keeps no connection open.
+            release_opened()
 
 
 def _is_port(value: Any) -> bool:

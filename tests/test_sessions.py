@@ -23,7 +23,7 @@ from django.db import OperationalError
 from django.db.backends.signals import connection_created
 from django.test import override_settings
 
-from django_ftpserver import signals
+from django_ftpserver import lockout, signals
 from django_ftpserver.authorizers import AccountLookup, AccountSnapshot, PasswordCache
 from django_ftpserver.models import FTPPathRule, FTPUserAccount
 
@@ -505,6 +505,27 @@ def test_idle_sessions_hold_no_connection(queries, ftp_server, make_account):
     wait_for(lambda: queries.open_connections("ftp-") == 0, what="idle workers to disconnect")
     for session in sessions:
         session.voidcmd("NOOP")
+        session.quit()
+
+
+def test_queries_on_a_session_thread_leave_no_connection(
+    queries, ftp_server, make_account, monkeypatch
+):
+    """A lockout in a database cache (or a storage backend) queries on the session thread."""
+    make_account("alice")
+    is_locked = lockout.is_locked
+
+    def is_locked_querying(address: str) -> Any:
+        FTPUserAccount.objects.exists()  # what a DatabaseCache lookup does
+        return is_locked(address)
+
+    monkeypatch.setattr(lockout, "is_locked", is_locked_querying)
+    sessions = [ftp_server.connect("alice") for _ in range(5)]
+    for session in sessions:
+        session.voidcmd("NOOP")
+    assert any(thread.startswith("ftp-session") for thread, _ in queries.queries)
+    assert queries.open_connections("ftp-session") == 0
+    for session in sessions:
         session.quit()
 
 
