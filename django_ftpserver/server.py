@@ -606,16 +606,14 @@ class FTPServerRunner:
         server = self._server
         signal_sender = sender or self.__class__
         host, port = self.address
+
+        def announce(signal: Any, event: str) -> None:
+            logger.info("FTP server %s on %s:%s", event, host, port)
+            dispatch.send(signal, sender=signal_sender, server=server, host=host, port=port)
+
         self.install_signal_handlers()
         try:
-            logger.info("FTP server started on %s:%s", host, port)
-            dispatch.send(
-                signals.ftp_server_started,
-                sender=signal_sender,
-                server=server,
-                host=host,
-                port=port,
-            )
+            announce(signals.ftp_server_started, "started")
             loop = server.ioloop.loop
             while not self._stop.is_set():
                 loop(self.poll_interval, blocking=False)
@@ -623,12 +621,5 @@ class FTPServerRunner:
             try:
                 server.close_all()
             finally:
-                logger.info("FTP server stopped on %s:%s", host, port)
-                dispatch.send(
-                    signals.ftp_server_stopped,
-                    sender=signal_sender,
-                    server=server,
-                    host=host,
-                    port=port,
-                )
+                announce(signals.ftp_server_stopped, "stopped")
                 self._restore_signal_handlers()

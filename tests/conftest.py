@@ -80,6 +80,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 SIGNAL_NAMES = [name for name in dir(ftp_signals) if name.startswith("ftp_")]
 
 
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 30, what: str = "", interval: float = 0.05
+) -> Any:
+    """Poll ``predicate`` until it returns something true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def try_login(
+    host: str, port: int, user: str = "alice", password: str = PASSWORD, **connect: Any
+) -> str:
+    """Log in on a fresh connection; return the '230 ...' reply or the error reply."""
+    ftp = ftplib.FTP(**connect)
+    ftp.connect(host, port, timeout=15)
+    try:
+        return ftp.login(user, password)
+    except ftplib.error_perm as exc:
+        return str(exc)
+    finally:
+        ftp.close()
+
+
 @dataclass
 class RunningServer:
     runner: FTPServerRunner

@@ -17,14 +17,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,18 +72,6 @@ def probe_lines(env: dict[str, str], name: str | None = None) -> list[dict[str, 
         return []
     lines = [json.loads(line) for line in path.read_text().splitlines() if line]
     return [line for line in lines if name is None or line["signal"] == name]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something true; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.05)
 
 
 def process_gone(pid: int) -> bool:

@@ -21,6 +21,7 @@ from django_ftpserver import lockout
 from django_ftpserver.handlers import DjangoFTPHandler
 
 from .conftest import PASSWORD
+from .conftest import try_login as login_reply
 
 LOCKED = "Too many failed logins from your address"
 
@@ -75,14 +76,8 @@ def fail_login(server, user="alice", source=None):
 
 def try_login(server, user="alice", password=PASSWORD, source=None):
     """Log in on a fresh connection; return '230 ...' or the error reply."""
-    ftp = ftplib.FTP(source_address=(source, 0) if source else None)
-    ftp.connect(server.host, server.port, timeout=10)
-    try:
-        return ftp.login(user, password)
-    except ftplib.error_perm as exc:
-        return str(exc)
-    finally:
-        ftp.close()
+    source_address = (source, 0) if source else None
+    return login_reply(server.host, server.port, user, password, source_address=source_address)
 
 
 def lock_out(server, user="alice"):

@@ -8,7 +8,6 @@ reachable, unless FTPSERVER_REQUIRE_SERVICES=1.
 
 from __future__ import annotations
 
-import ftplib
 import os
 import re
 import signal
@@ -26,7 +25,7 @@ from django.db import connection
 
 from django_ftpserver import lockout
 
-from .conftest import PASSWORD, REQUIRE_SERVICES
+from .conftest import PASSWORD, REQUIRE_SERVICES, try_login
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("FTPSERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -112,14 +111,7 @@ class ServerProcess:
         return found[0]
 
     def login(self, user: str = "alice", password: str = PASSWORD) -> str:
-        ftp = ftplib.FTP()
-        ftp.connect("127.0.0.1", self.port, timeout=15)
-        try:
-            return ftp.login(user, password)
-        except ftplib.error_perm as exc:
-            return str(exc)
-        finally:
-            ftp.close()
+        return try_login("127.0.0.1", self.port, user, password)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -27,19 +27,12 @@ from django_ftpserver import lockout, signals
 from django_ftpserver.authorizers import AccountLookup, AccountSnapshot, PasswordCache
 from django_ftpserver.models import FTPPathRule, FTPUserAccount
 
-from .conftest import PASSWORD, RunningServer
+from .conftest import PASSWORD, RunningServer, wait_until
 from .hashers import CountingHasher
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    return wait_until(predicate, timeout, what, interval=0.01)
 
 
 @pytest.fixture
