@@ -30,6 +30,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from . import conf as conf_module
 from . import utils
+from .conf import conf
 
 TAG = "ftpserver"
 
@@ -283,5 +284,24 @@ def check_tls_required(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
             hint="Remove the setting (TLS is required by default) unless you must serve "
             "clients that cannot do TLS.",
             id="django_ftpserver.W002",
+        )
+    ]
+
+
+@register(TAG, Tags.security)
+def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W003: lockouts in a process-local cache are per process and out of the commands' reach."""
+    from . import lockout
+
+    if not lockout.enabled() or lockout.check_settings() or not lockout.cache_is_process_local():
+        return []
+    return [
+        Warning(
+            f"FTPSERVER_LOCKOUT_CACHE ({conf.LOCKOUT_CACHE!r}) is a process-local cache: each "
+            "server process counts failed logins on its own, and listftplockouts / "
+            "clearftplockout cannot see the server's lockouts.",
+            hint="Point FTPSERVER_LOCKOUT_CACHE at a shared cache (Redis, Memcached, the "
+            "database or file-based cache) in CACHES.",
+            id="django_ftpserver.W003",
         )
     ]

@@ -81,6 +81,35 @@ def get_cache() -> BaseCache:
     return caches[conf.LOCKOUT_CACHE]
 
 
+def cache_is_process_local() -> bool:
+    """Tell whether the lockout cache lives in this process's memory only.
+
+    Django's default cache (``LocMemCache``) is one per process: each server
+    process then counts failures on its own, and the lockout commands, run
+    in a process of their own, see nothing.
+    """
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    config = settings.CACHES.get(conf.LOCKOUT_CACHE)
+    if config is None:
+        return False  # reported by check_settings()
+    try:
+        backend = import_string(config["BACKEND"])
+    except (ImportError, KeyError):
+        return False
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.locmem import LocMemCache
+
+    return issubclass(backend, (LocMemCache, DummyCache))
+
+
+PROCESS_LOCAL_WARNING = (
+    "the lockout cache (FTPSERVER_LOCKOUT_CACHE) is kept in each process's memory: "
+    "this command cannot see or clear the running server's lockouts"
+)
+
+
 def check_settings() -> list[str]:
     """Return a message for each lockout setting that cannot work."""
     from django.conf import settings

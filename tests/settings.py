@@ -78,7 +78,10 @@ else:
         }
     }
 
+# A process-local cache on purpose (fast, emptied between tests): W003, which
+# warns about exactly that, is tested directly in tests/test_checks.py.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+SILENCED_SYSTEM_CHECKS = ["django_ftpserver.W003"]
 
 LOGGING = {
     "version": 1,

@@ -32,7 +32,15 @@ def ftpserver_messages() -> list[django_checks.CheckMessage]:
     ]
 
 
-def test_defaults_are_clean():
+def test_defaults_are_clean(settings, tmp_path):
+    # Django's default cache is process-local: the one warning of a default setup.
+    assert ids(ftpserver_messages()) == ["django_ftpserver.W003"]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path),
+        }
+    }
     assert ftpserver_messages() == []
 
 
@@ -187,3 +195,25 @@ def test_manage_py_check(settings):
     assert "django_ftpserver.E002" in str(info.value)
     assert "empty port range" in str(info.value)
     call_command("check", "--tag", "security", stdout=StringIO(), stderr=StringIO())
+
+
+def test_w003_process_local_lockout_cache(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    messages = checks.check_lockout_cache()
+    assert ids(messages) == ["django_ftpserver.W003"]
+    assert "listftplockouts" in messages[0].msg and messages[0].hint
+    settings.FTPSERVER_LOCKOUT_FAILURES = 0  # lockout off: nothing to warn about
+    assert checks.check_lockout_cache() == []
+
+
+def test_w003_not_for_a_shared_cache(settings, tmp_path):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path),
+        },
+        "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }
+    assert checks.check_lockout_cache() == []
+    settings.FTPSERVER_LOCKOUT_CACHE = "local"
+    assert ids(checks.check_lockout_cache()) == ["django_ftpserver.W003"]

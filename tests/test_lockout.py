@@ -351,3 +351,24 @@ def test_a_failing_cache_lets_logins_through_and_logs(
     assert fail_login(ftp_server).startswith("530 Authentication failed")
     assert try_login(ftp_server).startswith("230")
     assert "FTP lockout cache failed" in caplog.text
+
+
+def test_commands_warn_about_a_process_local_cache(settings):
+    """LocMemCache (the tests' cache): the commands cannot see another process's lockouts."""
+    err = StringIO()
+    call_command("listftplockouts", stdout=StringIO(), stderr=err)
+    assert "cannot see or clear the running server's lockouts" in err.getvalue()
+    err = StringIO()
+    call_command("clearftplockout", "--all", stdout=StringIO(), stderr=err)
+    assert "process's memory" in err.getvalue()
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+        "shared": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "unused",
+        },
+    }
+    settings.FTPSERVER_LOCKOUT_CACHE = "shared"
+    from django_ftpserver import lockout
+
+    assert not lockout.cache_is_process_local()

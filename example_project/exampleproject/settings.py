@@ -75,6 +75,16 @@ LANGUAGE_CODE = "en-us"
 STATIC_URL = "static/"
 
 #: Where ``manage.py demo`` creates the FTP home directories.
+# A cache shared by every process of the project: the FTP server counts
+# failed logins there, and `manage.py listftplockouts` / `clearftplockout`
+# (other processes) see the same lockouts. Redis or Memcached in production.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": Path(DATABASES["default"]["NAME"]).parent / ".cache",
+    }
+}
+
 FTP_HOMES_DIR = Path(os.environ.get("EXAMPLE_PROJECT_FTP_HOMES") or BASE_DIR / "ftp-homes")
 
 # --- django_ftpserver (every setting: docs/settings.rst)

@@ -24,6 +24,8 @@ class Command(BaseCommand):
         addresses = options["addresses"]
         if options["all"] == bool(addresses):
             raise CommandError("give one or more addresses, or --all")
+        if lockout.cache_is_process_local():
+            self.stderr.write(f"Warning: {lockout.PROCESS_LOCAL_WARNING}.")
         if options["all"]:
             released = lockout.clear_all()
             self.stdout.write(f"Lifted {len(released)} lockout(s).")

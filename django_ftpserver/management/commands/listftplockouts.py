@@ -17,6 +17,8 @@ class Command(BaseCommand):
         if not lockout.enabled():
             self.stdout.write("Lockout is off (FTPSERVER_LOCKOUT_FAILURES = 0).")
             return
+        if lockout.cache_is_process_local():
+            self.stderr.write(f"Warning: {lockout.PROCESS_LOCAL_WARNING}.")
         lockouts = lockout.list_lockouts()
         if not lockouts:
             self.stdout.write("No addresses are locked out.")
