@@ -18,7 +18,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_ftpserver import utils
 from django_ftpserver.checks import exposure_warning
 from django_ftpserver.conf import conf
-from django_ftpserver.daemonizer import become_daemon
 from django_ftpserver.server import ConfigError, FTPServerConfig, FTPServerRunner
 
 
@@ -244,6 +243,9 @@ class Command(BaseCommand):
             preserve = [server.socket, server.ioloop._poller.fileno()]
             if pid_stream is not None:
                 preserve.append(pid_stream)
+            # python-daemon is Unix-only: imported when asked for.
+            from django_ftpserver.daemonizer import become_daemon
+
             become_daemon(**conf.DAEMONIZE_OPTIONS, files_preserve=preserve)
         if pid_stream is not None:
             with pid_stream:
