@@ -69,7 +69,7 @@ class DatabaseWorkers:
         with self._condition:
             if not self._closed:
                 self._tasks.append((func, args, future))
-                if self._idle:
+                if self._idle > 0:
                     self._idle -= 1
                     self._condition.notify()
                 elif len(self._threads) < self.size:
@@ -95,7 +95,9 @@ class DatabaseWorkers:
                     return None
                 self._idle += 1
                 if not self._condition.wait(self.idle_timeout):
-                    self._idle -= 1  # nobody handed this worker a task
+                    # Nobody handed this worker a task, or a notify() raced the
+                    # timeout and counted it already: never below zero.
+                    self._idle = max(0, self._idle - 1)
                     if not self._tasks:
                         return None
             return self._tasks.popleft()
