@@ -563,9 +563,6 @@ class FTPAccountAuthorizer:
             if key is not None:
                 cache.release(key)
 
-    def _retry_db(self, func: Callable[..., T], *args: Any) -> T:
-        return retry_db(func, *args)
-
     def validate_authentication(self, username: str, password: str, handler: Any) -> None:
         """Check the password; on success give ``handler`` its session view.
 

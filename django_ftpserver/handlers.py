@@ -123,6 +123,11 @@ def throttled_dtp_handler(base: type, read_limit: int = 0, write_limit: int = 0)
     return throttled
 
 
+def signal_sender_of(handler: Any) -> type:
+    """The ``sender`` of a handler's signals: its ``signal_sender``, else its class."""
+    return getattr(handler, "signal_sender", None) or type(handler)
+
+
 class SignalEmitterMixin:
     """Send the signals of ``django_ftpserver.signals`` from an FTP handler.
 
@@ -143,7 +148,7 @@ class SignalEmitterMixin:
             event,
             ", ".join(f"{key}={value}" for key, value in kwargs.items()),
         )
-        dispatch.send(signal, sender=self.signal_sender or type(self), handler=self, **kwargs)
+        dispatch.send(signal, sender=signal_sender_of(self), handler=self, **kwargs)
 
     def _ftp_path(self, path: str | None) -> str | None:
         """The client-visible path of filesystem path ``path``."""
@@ -475,7 +480,7 @@ class LoginGuardMixin:
             )
             dispatch.send(
                 signals.ftp_client_locked_out,
-                sender=getattr(self, "signal_sender", None) or type(self),
+                sender=signal_sender_of(self),
                 handler=self,
                 remote_ip=self.remote_ip,
                 username=username,
