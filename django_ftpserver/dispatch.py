@@ -57,7 +57,7 @@ def release_opened_connections() -> None:
 
 def send(signal: Signal, sender: Any, **kwargs: Any) -> None:
     """Send ``signal`` to every receiver; a failing receiver is logged, not raised."""
-    if not signal.has_listeners(sender):
+    if not signal.receivers or not signal.has_listeners(sender):
         return
     try:
         signal.send_robust(sender=sender, **kwargs)

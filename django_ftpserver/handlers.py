@@ -38,6 +38,7 @@ from pyftpdlib.utils import strerror
 
 from . import dispatch, lockout, signals
 from .conf import conf
+from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,13 @@ def throttled_dtp_handler(base: type, read_limit: int = 0, write_limit: int = 0)
     plain or TLS data channel) gets pyftpdlib's throttling mixed in above it.
     """
     bases = (base,) if issubclass(base, ThrottledDTPHandler) else (DjangoThrottledDTPHandler, base)
-    attrs = {"read_limit": int(read_limit), "write_limit": int(write_limit)}
+    attrs: dict[str, Any] = {"read_limit": int(read_limit), "write_limit": int(write_limit)}
+    # pyftpdlib sleeps once a second's worth went through; a read or write
+    # buffer larger than that lets a whole small file through in one go.
+    if read_limit:
+        attrs["ac_in_buffer_size"] = max(1, min(base.ac_in_buffer_size, int(read_limit)))
+    if write_limit:
+        attrs["ac_out_buffer_size"] = max(1, min(base.ac_out_buffer_size, int(write_limit)))
     throttled = type(f"Throttled{base.__name__}", bases, attrs)
     throttled.__module__ = base.__module__
     return throttled
@@ -143,11 +150,9 @@ class SignalEmitterMixin:
     # --- sending
 
     def _emit(self, signal: Signal, event: str, **kwargs: Any) -> None:
-        logger.debug(
-            "FTP %s: %s",
-            event,
-            ", ".join(f"{key}={value}" for key, value in kwargs.items()),
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            details = ", ".join(f"{key}={value}" for key, value in kwargs.items())
+            logger.debug("FTP %s: %s", event, details)
         dispatch.send(signal, sender=signal_sender_of(self), handler=self, **kwargs)
 
     def _ftp_path(self, path: str | None) -> str | None:
@@ -440,6 +445,8 @@ class LoginGuardMixin:
 
     #: Failed logins on this connection, counted when they happen.
     _failed_logins = 0
+    #: The failures of this username from this address, as the last PASS found them.
+    _own_failures: int | None = None
 
     def _lockout_call(self, function: Any, *args: Any) -> Any:
         try:
@@ -455,7 +462,9 @@ class LoginGuardMixin:
             self.username = ""
             self.respond(self.too_many_attempts_reply)
             return None  # the pending failure's callback disconnects
-        if self._lockout_call(lockout.is_locked, self.remote_ip):
+        state = self._lockout_call(lockout.check, self.remote_ip, self.username)
+        self._own_failures = state[1] if state else None
+        if state and state[0]:
             logger.info(
                 "FTP login of %r from %s refused: address locked out", self.username, self.remote_ip
             )
@@ -478,10 +487,9 @@ class LoginGuardMixin:
                 locked.failures,
                 username,
             )
-            dispatch.send(
+            self._emit(
                 signals.ftp_client_locked_out,
-                sender=signal_sender_of(self),
-                handler=self,
+                "client locked out",
                 remote_ip=self.remote_ip,
                 username=username,
             )
@@ -489,7 +497,9 @@ class LoginGuardMixin:
     def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
         # Before the 230 goes out. The password was right even if the login
         # is refused further on (home directory): the typos stop counting.
-        self._lockout_call(lockout.record_success, self.remote_ip, self.username)
+        self._lockout_call(
+            lockout.record_success, self.remote_ip, self.username, self._own_failures
+        )
         self._failed_logins = 0
         super().handle_auth_success(home, password, msg_login)
 
@@ -575,6 +585,7 @@ class HomeDirMixin:
 
 
 class DjangoFTPHandler(
+    LoginLoopMixin,
     SignalEmitterMixin,
     CommandLineGuardMixin,
     PathPermissionFactsMixin,
@@ -621,6 +632,7 @@ if HAS_TLS:
                 self.initiate_send()
 
     class DjangoTLS_FTPHandler(
+        LoginLoopMixin,
         SignalEmitterMixin,
         CommandLineGuardMixin,
         PathPermissionFactsMixin,

@@ -4,7 +4,7 @@ The state lives in the cache named by ``FTPSERVER_LOCKOUT_CACHE``, so a
 shared cache (Redis, Memcached, the database cache) shares it between server
 processes and hosts; a per-process cache (``LocMemCache``) keeps it per
 process. This module is plain logic over that cache; the FTP handler calls
-``is_locked`` before any password check and ``record_failure`` /
+``check`` (or ``is_locked``) before any password check and ``record_failure`` /
 ``record_success`` after one (see ``handlers.LoginGuardMixin``).
 
 Rules:
@@ -42,6 +42,7 @@ depend on it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import time
@@ -136,6 +137,7 @@ def check_settings() -> list[str]:
     return errors
 
 
+@functools.lru_cache(maxsize=4096)  # every login asks twice; parsing costs more than the rest
 def normalize_address(address: str) -> str:
     """The key an address is counted under: IPv4 as is, IPv6 as its /64.
 
@@ -191,6 +193,20 @@ def is_locked(address: str) -> bool:
     return get_cache().get(_key("locked", normalize_address(address))) is not None
 
 
+def check(address: str, username: str) -> tuple[bool, int]:
+    """Whether ``address`` is locked out, and the failures ``username`` has from it.
+
+    One cache round trip for what a login needs to know before its check;
+    the count goes to ``record_success`` after a right password.
+    """
+    if not enabled():
+        return False, 0
+    address = normalize_address(address)
+    locked_key, user_key = _key("locked", address), _user_key(address, username or "")
+    values = get_cache().get_many([locked_key, user_key])
+    return values.get(locked_key) is not None, int(values.get(user_key) or 0)
+
+
 def get_lockout(address: str) -> Lockout | None:
     """The current lockout of ``address`` (an address or IPv6 /64), or None."""
     address = normalize_address(address)
@@ -242,14 +258,18 @@ def record_failure(address: str, username: str) -> Lockout | None:
     return _lockout(address, info)
 
 
-def record_success(address: str, username: str) -> None:
-    """Take back the failures ``username`` had from ``address``."""
-    if not enabled():
+def record_success(address: str, username: str, own: int | None = None) -> None:
+    """Take back the failures ``username`` had from ``address``.
+
+    ``own`` is their count as ``check`` found it; ``None`` reads it again.
+    """
+    if not enabled() or own == 0:
         return
     cache = get_cache()
     address = normalize_address(address)
     user_key = _user_key(address, username or "")
-    own = cache.get(user_key)
+    if own is None:
+        own = cache.get(user_key)
     if not own:
         return
     cache.delete(user_key)

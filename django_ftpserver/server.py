@@ -4,14 +4,16 @@
 and runs it until stopped (SIGTERM, SIGINT or ``stop()``), sending
 ``ftp_server_started`` and ``ftp_server_stopped`` exactly once each.
 
-Concurrency: ``DjangoFTPServer`` gives every session a thread of its own.
-Password hashing, ORM queries and signal receivers are plain blocking Django
-code; on a single event loop (pyftpdlib's default, and django-ftpserver
-1.0's) each of them stalls every connected client. On a thread per session
-they stall only their own session. Receivers of a session run on that
-session's thread, in order. The queries and hashes of logins run on the
-authorizer's few login workers (``workers.DatabaseWorkers``), where hashing
-(which releases the GIL) uses all cores. See ``docs/performance.rst``.
+Concurrency: ``DjangoFTPServer`` gives every logged-in session a thread of
+its own. Password hashing, ORM queries and signal receivers are plain
+blocking Django code; on a single event loop (pyftpdlib's default, and
+django-ftpserver 1.0's) each of them stalls every connected client. On a
+thread per session they stall only their own session. Receivers of a
+session run on that session's thread, in order. Before login a session runs
+no Django code and is served on the accepting thread's loop
+(``loginloop``); its ``PASS`` runs on one of the authorizer's login workers
+(``workers.DatabaseWorkers``), where hashing (which releases the GIL) uses
+all cores. See ``docs/performance.rst``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from pyftpdlib.servers import FTPServer, ThreadedFTPServer
 from . import dispatch, lockout, signals, utils
 from .conf import conf
 from .handlers import throttled_dtp_handler
+from .loginloop import LoginLoopMixin
+from .workers import DatabaseWorkers
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +55,11 @@ class ConfigError(ValueError):
 
 
 class DjangoFTPServer(ThreadedFTPServer):
-    """A thread per session; the accepting thread does nothing else.
+    """A thread per logged-in session; the accepting loop serves the rest.
 
-    Each session is served by a thread of its own for as long as it lasts.
+    Until it sends its password, a session is served on the accepting
+    thread's loop (see ``loginloop``); from then on, by a thread of its own
+    for as long as it lasts.
     A thread whose session ended waits ``thread_idle_timeout`` seconds for
     the next one before ending: starting a thread costs the accepting thread
     a wait for the new thread to run, about 1 ms once 100 sessions compete
@@ -63,8 +69,7 @@ class DjangoFTPServer(ThreadedFTPServer):
 
     Other differences from pyftpdlib's ``ThreadedFTPServer``:
 
-    * the session's first callback (``on_connect``, hence the
-      ``ftp_client_connected`` receivers) runs on the session's thread, not
+    * ``ftp_client_connected`` receivers run on the session's thread, not
       on the thread accepting connections; so does the refusal of a client
       over ``max_cons`` and its ``ftp_client_disconnected``;
     * the idle timer lives on the session's own loop (pyftpdlib leaves it on
@@ -146,6 +151,12 @@ class DjangoFTPServer(ThreadedFTPServer):
                 thread.join(self.join_timeout)
                 if thread.is_alive():
                     logger.warning("session thread %s still running after shutdown", thread.name)
+            # Sessions still on the loop: closing the loop would drop the
+            # on_disconnect calls their close() queues.
+            for channel in list(self.ioloop.socket_map.values()):
+                if isinstance(channel, LoginLoopMixin) and channel._loop_server is self:
+                    channel.close()
+            self.ioloop.sched.poll()
             FTPServer.close_all(self)
             for fd in (self._wake_read, self._wake_write):
                 with contextlib.suppress(OSError):
@@ -165,6 +176,7 @@ class DjangoFTPServer(ThreadedFTPServer):
         handler = None
         ip = None
         refuse = None
+        on_loop = False
         try:
             handler = self.handler(sock, self, ioloop=self.ioloop)
             if not handler.connected:
@@ -178,9 +190,11 @@ class DjangoFTPServer(ThreadedFTPServer):
                 refuse = handler.handle_max_cons
             elif self.max_cons_per_ip and self.ip_map.count(ip) > self.max_cons_per_ip:
                 refuse = handler.handle_max_cons_per_ip
-            self.ioloop.unregister(handler._fileno)
-            if handler._idler is not None:
-                handler._idler.cancel()
+            on_loop = refuse is None and self._login_on_loop(handler)
+            if not on_loop:
+                self.ioloop.unregister(handler._fileno)
+                if handler._idler is not None:
+                    handler._idler.cancel()
         except Exception:
             logger.error(traceback.format_exc())
             if handler is not None:
@@ -190,7 +204,86 @@ class DjangoFTPServer(ThreadedFTPServer):
             return
         with self._lock:
             self._active_sessions += 1
-            self._sessions.append((handler, refuse, f"{addr[0]}:{addr[1]}"))
+        if on_loop:
+            try:
+                handler.start_on_loop(self)
+            except Exception:
+                handler.handle_error()
+            return
+        self._queue(self._serve_session, handler, refuse or handler.handle, refuse is None)
+
+    def _login_on_loop(self, handler: Any) -> bool:
+        """Whether ``handler``'s session starts on this loop (see ``loginloop``)."""
+        cls = type(handler)
+        if not isinstance(handler, LoginLoopMixin) or not cls.can_serve_on_loop():
+            return False
+        sender = getattr(handler, "signal_sender", None) or cls
+        return not signals.ftp_client_connected.has_listeners(sender)
+
+    def move_to_thread(self, handler: Any) -> None:
+        """Serve ``handler``'s session on a thread from now on (see ``loginloop``).
+
+        Called on this server's loop, between two polls, once the session
+        sent ``PASS``. With the app's authorizer, the ``PASS`` runs on one of
+        its login workers, on the session's own (not yet running) loop, and
+        then a session thread takes over: the 230 goes out as soon as the
+        check is done, without first waiting for the session thread.
+        """
+        self.ioloop.unregister(handler._fileno)
+        if handler._idler is not None:
+            handler._idler.cancel()
+        workers_for = getattr(self.handler.authorizer, "workers_for", None)
+        workers = workers_for(handler.username, handler.held_password()) if workers_for else None
+        if not isinstance(workers, DatabaseWorkers):
+            self._queue(self._serve_session, handler, handler.resume_on_thread, True)
+            return
+        ioloop = self.ioloop.factory()
+        try:
+            handler.ioloop = ioloop
+            handler.add_channel(events=handler._wanted_io_events)
+            if handler.timeout:
+                handler._idler = ioloop.call_later(
+                    handler.timeout, handler.handle_timeout, _errback=handler.handle_error
+                )
+        except Exception:
+            ioloop.close()
+            raise
+        workers.submit(self._login_on_worker, handler, ioloop)
+
+    def _login_on_worker(self, handler: Any, ioloop: Any) -> None:
+        try:
+            handler.login_on_worker()
+        except Exception:
+            handler.handle_error()
+        finally:
+            self._queue(self._serve_session, handler, handler.resume_on_thread, False, ioloop)
+
+    def session_ended_on_loop(self, handler: Any) -> None:
+        """A session served on this loop was closed before it moved."""
+        with self._lock:
+            self._active_sessions -= 1
+
+    def run_off_loop(self, func: Any, *args: Any) -> None:
+        """Run ``func(*args)`` on a session thread (Django code of a session on the loop)."""
+        if self._exit.is_set():  # shutting down: no session left to stall
+            self._run_task(func, *args)
+            return
+        with self._lock:
+            self._active_sessions += 1  # counted as a session until it ran
+        self._queue(self._run_task, func, *args)
+
+    def _run_task(self, func: Any, *args: Any) -> None:
+        try:
+            func(*args)
+        except Exception:
+            logger.error(traceback.format_exc())
+        finally:
+            dispatch.release_connections()
+
+    def _queue(self, func: Any, *args: Any) -> None:
+        """Have a session thread run ``func(*args)``, starting one if none is idle."""
+        with self._lock:
+            self._sessions.append((func, args))
             if self._idle_threads:
                 self._idle_threads -= 1
                 self._handoff.notify()
@@ -201,7 +294,7 @@ class DjangoFTPServer(ThreadedFTPServer):
         thread.start()
 
     def _next_session(self) -> Any:
-        """The next session to serve, or ``None`` when this thread is to end."""
+        """The next task to run, or ``None`` when this thread is to end."""
         with self._lock:
             while not self._sessions:
                 if self._exit.is_set():
@@ -220,10 +313,9 @@ class DjangoFTPServer(ThreadedFTPServer):
                 item = self._next_session()
                 if item is None:
                     return
-                handler, refuse, peer = item
-                me.name = f"ftp-session {peer}"
+                func, args = item
                 try:
-                    self._serve_session(handler, refuse)
+                    func(*args)
                 finally:
                     me.name = "ftp-session"
                     with self._lock:
@@ -232,28 +324,35 @@ class DjangoFTPServer(ThreadedFTPServer):
             with self._lock:
                 self._session_threads.discard(me)
 
-    def _serve_session(self, handler: Any, refuse: Any = None) -> None:
+    def _serve_session(
+        self, handler: Any, start: Any, idle_timer: bool, ioloop: Any = None
+    ) -> None:
+        """Serve ``handler`` on this thread until it ends; ``start()`` first.
+
+        ``start`` greets the client, refuses it, or (for a session moved
+        from the loop) runs what it sent meanwhile. ``ioloop`` is the
+        session's loop when it has one already, the handler registered.
+        """
+        threading.current_thread().name = f"ftp-session {handler.remote_ip}:{handler.remote_port}"
         try:
-            with self.ioloop.factory() as ioloop:
-                handler.ioloop = ioloop
+            with ioloop or self.ioloop.factory() as ioloop:
                 wakeable = self._register_wakeup(ioloop)
-                try:
-                    handler.add_channel()
-                except OSError as err:
-                    if err.errno == errno.EBADF:  # the client left already
-                        return
-                    raise
-                if refuse is not None:
-                    refuse()
-                else:
-                    if handler.timeout:
-                        handler._idler = ioloop.call_later(
-                            handler.timeout, handler.handle_timeout, _errback=handler.handle_error
-                        )
+                if handler.ioloop is not ioloop:
+                    handler.ioloop = ioloop
                     try:
-                        handler.handle()
-                    except Exception:
-                        handler.handle_error()
+                        handler.add_channel(events=getattr(handler, "_wanted_io_events", None))
+                    except OSError as err:
+                        if err.errno == errno.EBADF:  # the client left already
+                            return
+                        raise
+                if idle_timer and handler.timeout:
+                    handler._idler = ioloop.call_later(
+                        handler.timeout, handler.handle_timeout, _errback=handler.handle_error
+                    )
+                try:
+                    start()
+                except Exception:
+                    handler.handle_error()
                 self._run_loop(ioloop, self.poll_timeout if wakeable else 1.0)
                 if not handler._closed:  # server shutdown: close it ourselves
                     handler.close()

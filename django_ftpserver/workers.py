@@ -30,6 +30,13 @@ from . import dispatch
 
 T = TypeVar("T")
 
+_current = threading.local()
+
+
+def on_worker() -> bool:
+    """Whether this thread is a login worker (of any pool)."""
+    return getattr(_current, "is_worker", False)
+
 
 def default_size() -> int:
     """One more than the cores, so hashing uses them all; at most 8."""
@@ -51,8 +58,14 @@ class DatabaseWorkers:
     #: Seconds a worker waits for a task before closing its connections and ending.
     idle_timeout = 5.0
 
-    def __init__(self, size: int | None = None, idle_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        size: int | None = None,
+        idle_timeout: float | None = None,
+        name: str = "ftp-login-worker",
+    ) -> None:
         self.size = max(1, size or default_size())
+        self.name = name
         if idle_timeout is not None:
             self.idle_timeout = idle_timeout
         self._condition = threading.Condition()
@@ -64,7 +77,17 @@ class DatabaseWorkers:
         self._closed = False
 
     def run(self, func: Callable[..., T], *args: Any) -> T:
-        """Run ``func(*args)`` on a worker; return its result or raise its error."""
+        """Run ``func(*args)`` on a worker; return its result or raise its error.
+
+        Called on one of the workers, it runs there and then: waiting for
+        another worker could deadlock a full pool.
+        """
+        if on_worker():
+            return func(*args)
+        return self.submit(func, *args).result()
+
+    def submit(self, func: Callable[..., T], *args: Any) -> Future[T]:
+        """Have a worker run ``func(*args)``; the future holds its result."""
         future: Future[T] = Future()
         with self._condition:
             if not self._closed:
@@ -75,7 +98,7 @@ class DatabaseWorkers:
                 elif len(self._threads) < self.size:
                     thread = threading.Thread(
                         target=self._work,
-                        name=f"ftp-login-worker-{next(self._names)}",
+                        name=f"{self.name}-{next(self._names)}",
                         daemon=True,
                     )
                     self._threads.add(thread)
@@ -84,8 +107,11 @@ class DatabaseWorkers:
             else:
                 closed = True
         if closed:  # shutting down: do it here rather than fail the login
-            return func(*args)
-        return future.result()
+            try:
+                future.set_result(func(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+        return future
 
     def _next_task(self) -> tuple[Callable[..., Any], tuple, Future] | None:
         """The next task, or ``None`` when this worker is to end."""
@@ -104,6 +130,7 @@ class DatabaseWorkers:
 
     def _work(self) -> None:
         me = threading.current_thread()
+        _current.is_worker = True
         try:
             while True:
                 task = self._next_task()

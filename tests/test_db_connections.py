@@ -241,7 +241,7 @@ def test_restarting_the_database_between_two_logins_fails_no_login(private_db, t
         log = server.stop()
     # The login after the restart met the broken connection and retried.
     assert "retrying on a new connection" in log
-    assert "Traceback" not in log
+    assert "Traceback" not in log, log
 
 
 @pytest.mark.postgres

@@ -17,7 +17,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
 from django_ftpserver.models import ALL_PERMS, FTPUserAccount, FTPUserGroup
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, wait_until
 
 DATA = Path(__file__).parent / "data"
 
@@ -263,7 +263,10 @@ def check_database_of_1_0_keeps_working(fresh, server_factory, tmp_path) -> None
     client.sendcmd("SITE CHMOD 600 kept.txt")  # M, new in the wider column
     client.quit()
     assert (home / "kept.txt").read_bytes() == b"still works"
-    assert FTPUserAccount.objects.get(pk=account.pk).last_login is not None
+    wait_until(
+        lambda: FTPUserAccount.objects.get(pk=account.pk).last_login is not None,
+        what="last_login to be stored",
+    )
 
 
 def test_database_of_1_0_keeps_working(database_of_1_0, server_factory, tmp_path):

@@ -23,7 +23,7 @@ from django.db import OperationalError
 from django.db.backends.signals import connection_created
 from django.test import override_settings
 
-from django_ftpserver import lockout, signals
+from django_ftpserver import handlers, signals
 from django_ftpserver.authorizers import AccountLookup, AccountSnapshot, PasswordCache
 from django_ftpserver.models import FTPPathRule, FTPUserAccount
 
@@ -504,40 +504,47 @@ def test_idle_sessions_hold_no_connection(queries, ftp_server, make_account):
 def test_queries_on_a_session_thread_leave_no_connection(
     queries, ftp_server, make_account, monkeypatch
 ):
-    """A lockout in a database cache (or a storage backend) queries on the session thread."""
+    """A project's command (or a database-backed storage) queries on the session thread."""
     make_account("alice")
-    is_locked = lockout.is_locked
+    noop = handlers.DjangoFTPHandler.ftp_NOOP
 
-    def is_locked_querying(address: str) -> Any:
-        FTPUserAccount.objects.exists()  # what a DatabaseCache lookup does
-        return is_locked(address)
+    def noop_querying(self: Any, line: str) -> Any:
+        FTPUserAccount.objects.exists()
+        return noop(self, line)
 
-    monkeypatch.setattr(lockout, "is_locked", is_locked_querying)
+    monkeypatch.setattr(handlers.DjangoFTPHandler, "ftp_NOOP", noop_querying)
     sessions = [ftp_server.connect("alice") for _ in range(5)]
     for session in sessions:
         session.voidcmd("NOOP")
     assert any(thread.startswith("ftp-session") for thread, _ in queries.queries)
-    assert queries.open_connections("ftp-session") == 0
+    # Closed once the command is handled: just after its reply went out.
+    wait_for(lambda: queries.open_connections("ftp-session") == 0, what="connections closed")
     for session in sessions:
         session.quit()
 
 
-def test_last_login_is_stored_before_the_reply(ftp_server, make_account):
+def test_last_login_is_stored_right_after_login(ftp_server, make_account):
     account = make_account("alice")
     assert account.last_login is None
-    replies = []
-
-    def login() -> None:
-        client = ftp_server.connect("alice")
-        replies.append(FTPUserAccount.objects.get(pk=account.pk).last_login)
+    clients = [ftp_server.connect("alice") for _ in range(8)]
+    wait_for(
+        lambda: FTPUserAccount.objects.get(pk=account.pk).last_login is not None,
+        what="last_login to be stored",
+    )
+    for client in clients:
         client.quit()
 
-    threads = [threading.Thread(target=login) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert len(replies) == 8 and all(value is not None for value in replies)
+
+def test_pending_login_times_are_stored_at_shutdown(server_factory, make_account, monkeypatch):
+    from django_ftpserver.authorizers import LastLoginRecorder
+
+    monkeypatch.setattr(LastLoginRecorder, "delay", 3600.0)  # only the shutdown writes
+    account = make_account("alice")
+    server = server_factory()
+    server.connect("alice").quit()
+    assert FTPUserAccount.objects.get(pk=account.pk).last_login is None
+    server.stop()
+    assert FTPUserAccount.objects.get(pk=account.pk).last_login is not None
 
 
 # --- database errors and shutdown

@@ -1,0 +1,248 @@
+"""Sessions served on the accepting loop until they send PASS (``loginloop``).
+
+Most other tests connect a receiver to every signal (the ``recorder``
+fixture), so their sessions start on threads of their own; these run
+without, the way a project with no ``ftp_client_connected`` receiver does.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from django_ftpserver import handlers, signals
+from django_ftpserver.authorizers import FTPAccountAuthorizer
+
+from .conftest import PASSWORD, RunningServer, wait_until
+
+
+def djangoserver(running: RunningServer) -> Any:
+    return running.runner.server
+
+
+class RawClient:
+    """A control connection driven line by line, to send several commands at once."""
+
+    def __init__(self, running: RunningServer) -> None:
+        self.sock = socket.create_connection((running.host, running.port), timeout=10)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> str:
+        while True:
+            line = self.file.readline().decode("utf-8", "replace").rstrip("\r\n")
+            if not line:
+                raise AssertionError("connection closed")
+            if len(line) >= 4 and line[:3].isdigit() and line[3] == " ":
+                return line
+
+    def replies(self, count: int) -> list[str]:
+        return [self.reply()[:3] for _ in range(count)]
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def raw(ftp_server: RunningServer) -> Iterator[Any]:
+    clients: list[RawClient] = []
+
+    def open_client() -> RawClient:
+        client = RawClient(ftp_server)
+        clients.append(client)
+        assert client.reply().startswith("220")
+        return client
+
+    yield open_client
+    for client in clients:
+        client.close()
+
+
+def test_greeting_and_user_are_served_on_the_loop(ftp_server, make_account, raw):
+    make_account("alice")
+    server = djangoserver(ftp_server)
+    client = raw()
+    client.send(b"USER alice\r\n")
+    assert client.reply().startswith("331")
+    assert server.active_sessions == 1
+    assert server.session_threads == 0  # nothing but the loop served it so far
+    client.send(f"PASS {PASSWORD}\r\n".encode())
+    assert client.reply().startswith("230")
+    wait_until(lambda: server.session_threads == 1, what="the session to get its thread")
+    client.send(b"QUIT\r\n")
+    assert client.reply().startswith("221")
+    wait_until(lambda: server.active_sessions == 0, what="the session to end")
+
+
+def test_commands_sent_with_the_password_run_in_order(ftp_server, account, raw, home):
+    (home / "a.txt").write_bytes(b"12345")
+    client = raw()
+    lines = ["USER alice", f"PASS {PASSWORD}", "PWD", "TYPE I", "SIZE a.txt", "NOOP"]
+    client.send("".join(line + "\r\n" for line in lines).encode())
+    assert client.replies(6) == ["331", "230", "257", "200", "213", "200"]
+
+
+def test_wrong_password_with_commands_behind_it(ftp_server, make_account, raw):
+    make_account("alice")
+    client = raw()
+    client.send(b"USER alice\r\nPASS wrong\r\nPWD\r\nNOOP\r\n")
+    # As in pyftpdlib: the commands behind a wrong password run (not logged
+    # in) while its 530 waits out the failed-login delay.
+    assert client.replies(4) == ["331", "530", "200", "530"]
+
+
+def test_over_long_line_behind_the_password(ftp_server, make_account, raw):
+    make_account("alice")
+    client = raw()
+    junk = b"X" * 5000
+    client.send(f"USER alice\r\nPASS {PASSWORD}\r\n".encode() + junk + b"\r\nNOOP\r\n")
+    assert client.replies(4) == ["331", "230", "500", "200"]
+
+
+def test_password_split_across_packets(ftp_server, make_account, raw):
+    make_account("alice")
+    client = raw()
+    client.send(b"USER alice\r\nPA")
+    assert client.reply().startswith("331")
+    time.sleep(0.05)
+    client.send(f"SS {PASSWORD}\r\nNO".encode())
+    assert client.reply().startswith("230")
+    client.send(b"OP\r\n")
+    assert client.reply().startswith("200")
+
+
+def test_disconnect_before_login_is_sent_from_a_session_thread(ftp_server, raw):
+    seen: list[tuple[str, Any]] = []
+    done = threading.Event()
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        seen.append((threading.current_thread().name, kwargs["username"]))
+        done.set()
+
+    signals.ftp_client_disconnected.connect(receiver, weak=False)
+    try:
+        client = raw()
+        client.send(b"USER nobody\r\nQUIT\r\n")
+        assert client.replies(2) == ["331", "221"]
+        assert done.wait(10)
+        time.sleep(0.2)
+    finally:
+        signals.ftp_client_disconnected.disconnect(receiver)
+    assert len(seen) == 1
+    thread, username = seen[0]
+    assert thread.startswith("ftp-session") and username is None
+
+
+def test_a_connected_receiver_puts_the_session_on_its_thread_at_once(ftp_server, raw):
+    threads: list[str] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        threads.append(threading.current_thread().name)
+
+    signals.ftp_client_connected.connect(receiver, weak=False)
+    try:
+        client = raw()
+        client.send(b"NOOP\r\n")
+        assert client.reply().startswith("200")
+    finally:
+        signals.ftp_client_connected.disconnect(receiver)
+    assert len(threads) == 1 and threads[0].startswith("ftp-session")
+
+
+class OwnConnectHandler(handlers.DjangoFTPHandler):
+    """A project's handler with its own pre-login hook."""
+
+    threads: list[str] = []
+
+    def on_connect(self) -> None:
+        self.threads.append(threading.current_thread().name)
+        super().on_connect()
+
+
+def test_a_project_pre_login_hook_runs_on_a_session_thread(server_factory, settings):
+    assert handlers.DjangoFTPHandler.can_serve_on_loop()
+    assert not OwnConnectHandler.can_serve_on_loop()
+    settings.FTPSERVER_HANDLER = OwnConnectHandler
+    running = server_factory()
+    client = running.connect()
+    client.voidcmd("NOOP")
+    client.quit()
+    assert OwnConnectHandler.threads and OwnConnectHandler.threads[0].startswith("ftp-session")
+
+
+def test_idle_timeout_before_login(server_factory):
+    running = server_factory(timeout=1)
+    server = djangoserver(running)
+    client = RawClient(running)
+    try:
+        assert client.reply().startswith("220")
+        assert client.reply().startswith("421")  # timed out by the loop
+        wait_until(lambda: server.active_sessions == 0, what="the session to be counted out")
+        assert server.session_threads == 0
+    finally:
+        client.close()
+
+
+def test_sessions_on_the_loop_count_towards_max_connections(server_factory):
+    running = server_factory(**{"max-connections": 2})
+    first, second = RawClient(running), RawClient(running)
+    third = RawClient(running)
+    try:
+        assert first.reply().startswith("220") and second.reply().startswith("220")
+        assert third.reply().startswith("421")
+        first.send(b"QUIT\r\n")
+        assert first.reply().startswith("221")
+        wait_until(lambda: djangoserver(running).active_sessions == 1, what="one session to end")
+        fourth = RawClient(running)
+        assert fourth.reply().startswith("220")
+        fourth.close()
+    finally:
+        for client in (first, second, third):
+            client.close()
+
+
+def test_stop_with_sessions_on_the_loop(server_factory):
+    disconnected: list[Any] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        disconnected.append(kwargs["remote_ip"])
+
+    running = server_factory()
+    clients = [RawClient(running) for _ in range(5)]
+    for client in clients:
+        assert client.reply().startswith("220")
+    signals.ftp_client_disconnected.connect(receiver, weak=False)
+    try:
+        started = time.monotonic()
+        running.stop()
+        assert time.monotonic() - started < 5
+    finally:
+        signals.ftp_client_disconnected.disconnect(receiver)
+    for client in clients:
+        assert client.file.read() == b""  # closed by the server
+        client.close()
+    assert disconnected == ["127.0.0.1"] * 5
+
+
+def test_cached_logins_use_the_fast_lane(ftp_server, make_account, monkeypatch):
+    make_account("alice")
+    lanes: list[str] = []
+    original = FTPAccountAuthorizer._login
+
+    def login(self: Any, username: str, password: str) -> Any:
+        lanes.append(threading.current_thread().name)
+        return original(self, username, password)
+
+    monkeypatch.setattr(FTPAccountAuthorizer, "_login", login)
+    for _ in range(3):
+        ftp_server.connect("alice").quit()
+    assert lanes[0].startswith("ftp-login-worker")  # nothing cached: a hash
+    assert all(lane.startswith("ftp-login-fast") for lane in lanes[1:])
