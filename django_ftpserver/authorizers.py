@@ -251,49 +251,48 @@ class LastLoginRecorder:
         self._writing = False
         self._timer: threading.Timer | None = None
 
-    def record(self, account_pk: Any, when: Any, submit: Callable[..., Any] | None = None) -> None:
+    def record(self, account_pk: Any, when: Any, submit: Callable[..., Any]) -> None:
         """Have ``when`` stored as the last login of ``account_pk``, soon.
 
         ``submit(func)`` runs the writing elsewhere (the login workers),
-        after ``delay``; without it, the caller writes, and returns once stored.
+        ``delay`` seconds from the first time recorded since the last write.
         """
         with self._condition:
-            previous = self._pending.get(account_pk)
-            if previous is None or when > previous:
-                self._pending[account_pk] = when
+            self._keep({account_pk: when})
             if self._writing:
                 return  # a write is due: it takes this one too
             self._writing = True
-            if submit is not None:
-                self._timer = threading.Timer(self.delay, self._due, (submit,))
-                self._timer.daemon = True
-                self._timer.start()
-                return
-        self._drain()
+            self._timer = threading.Timer(self.delay, self._due, (submit,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _keep(self, times: dict[Any, Any]) -> None:
+        """Add ``times`` to the pending ones, the later time of an account winning."""
+        for pk, when in times.items():
+            previous = self._pending.get(pk)
+            if previous is None or when > previous:
+                self._pending[pk] = when
 
     def _drain(self) -> None:
-        """Write batches until nothing is pending."""
-        try:
-            while True:
-                with self._condition:
-                    batch, self._pending = self._pending, {}
-                    if not batch:
-                        self._writing = False
-                        self._condition.notify_all()
-                        return
-                if not self._store(batch):
-                    with self._condition:  # kept for the next write
-                        for pk, when in batch.items():
-                            if self._pending.get(pk) is None or self._pending[pk] < when:
-                                self._pending[pk] = when
-                        self._writing = False
-                        self._condition.notify_all()
-                    return
-        except BaseException:
+        """Write batches until nothing is pending; a batch that failed stays pending."""
+        while True:
             with self._condition:
-                self._writing = False
-                self._condition.notify_all()
-            raise
+                batch, self._pending = self._pending, {}
+                if not batch:
+                    self._writing = False
+                    self._condition.notify_all()
+                    return
+            stored = False
+            try:
+                stored = self._store(batch)
+            finally:
+                if not stored:  # kept for the next write
+                    with self._condition:
+                        self._keep(batch)
+                        self._writing = False
+                        self._condition.notify_all()
+            if not stored:
+                return
 
     def _store(self, batch: dict[Any, Any]) -> bool:
         """Write ``batch``, once more on a new connection after a connection error."""

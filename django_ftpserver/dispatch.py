@@ -55,6 +55,11 @@ def release_opened_connections() -> None:
         release_connections()
 
 
+def signal_sender_of(handler: Any) -> type:
+    """The ``sender`` of a handler's signals: its ``signal_sender``, else its class."""
+    return getattr(handler, "signal_sender", None) or type(handler)
+
+
 def send(signal: Signal, sender: Any, **kwargs: Any) -> None:
     """Send ``signal`` to every receiver; a failing receiver is logged, not raised."""
     if not signal.receivers or not signal.has_listeners(sender):

@@ -38,6 +38,7 @@ from pyftpdlib.utils import strerror
 
 from . import dispatch, lockout, signals
 from .conf import conf
+from .dispatch import signal_sender_of
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 
@@ -128,11 +129,6 @@ def throttled_dtp_handler(base: type, read_limit: int = 0, write_limit: int = 0)
     throttled = type(f"Throttled{base.__name__}", bases, attrs)
     throttled.__module__ = base.__module__
     return throttled
-
-
-def signal_sender_of(handler: Any) -> type:
-    """The ``sender`` of a handler's signals: its ``signal_sender``, else its class."""
-    return getattr(handler, "signal_sender", None) or type(handler)
 
 
 class SignalEmitterMixin:

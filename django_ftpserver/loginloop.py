@@ -29,6 +29,7 @@ import functools
 from typing import Any
 
 from . import signals
+from .dispatch import signal_sender_of
 
 #: Hooks that run before login; a handler class overriding one starts its
 #: sessions on their own threads.
@@ -175,8 +176,7 @@ class LoginLoopMixin:
             super().on_disconnect()
             return
         self._closed_on_loop = False
-        sender = getattr(self, "signal_sender", None) or type(self)
-        if signals.ftp_client_disconnected.has_listeners(sender):
+        if signals.ftp_client_disconnected.has_listeners(signal_sender_of(self)):
             self.server.run_off_loop(super().on_disconnect)
         else:
             super().on_disconnect()

@@ -192,9 +192,7 @@ class DjangoFTPServer(ThreadedFTPServer):
                 refuse = handler.handle_max_cons_per_ip
             on_loop = refuse is None and self._login_on_loop(handler)
             if not on_loop:
-                self.ioloop.unregister(handler._fileno)
-                if handler._idler is not None:
-                    handler._idler.cancel()
+                self._detach(handler)
         except Exception:
             logger.error(traceback.format_exc())
             if handler is not None:
@@ -212,13 +210,28 @@ class DjangoFTPServer(ThreadedFTPServer):
             return
         self._queue(self._serve_session, handler, refuse or handler.handle, refuse is None)
 
+    def _detach(self, handler: Any) -> None:
+        """Take ``handler`` off this server's loop, its idle timer with it."""
+        self.ioloop.unregister(handler._fileno)
+        if handler._idler is not None:
+            handler._idler.cancel()
+
+    @staticmethod
+    def _attach(handler: Any, ioloop: Any, idle_timer: bool) -> None:
+        """Register ``handler`` on ``ioloop``, with a new idle timer there if asked."""
+        handler.ioloop = ioloop
+        handler.add_channel(events=getattr(handler, "_wanted_io_events", None))
+        if idle_timer and handler.timeout:
+            handler._idler = ioloop.call_later(
+                handler.timeout, handler.handle_timeout, _errback=handler.handle_error
+            )
+
     def _login_on_loop(self, handler: Any) -> bool:
         """Whether ``handler``'s session starts on this loop (see ``loginloop``)."""
         cls = type(handler)
         if not isinstance(handler, LoginLoopMixin) or not cls.can_serve_on_loop():
             return False
-        sender = getattr(handler, "signal_sender", None) or cls
-        return not signals.ftp_client_connected.has_listeners(sender)
+        return not signals.ftp_client_connected.has_listeners(dispatch.signal_sender_of(handler))
 
     def move_to_thread(self, handler: Any) -> None:
         """Serve ``handler``'s session on a thread from now on (see ``loginloop``).
@@ -229,9 +242,7 @@ class DjangoFTPServer(ThreadedFTPServer):
         then a session thread takes over: the 230 goes out as soon as the
         check is done, without first waiting for the session thread.
         """
-        self.ioloop.unregister(handler._fileno)
-        if handler._idler is not None:
-            handler._idler.cancel()
+        self._detach(handler)
         workers_for = getattr(self.handler.authorizer, "workers_for", None)
         workers = workers_for(handler.username, handler.held_password()) if workers_for else None
         if not isinstance(workers, DatabaseWorkers):
@@ -239,12 +250,7 @@ class DjangoFTPServer(ThreadedFTPServer):
             return
         ioloop = self.ioloop.factory()
         try:
-            handler.ioloop = ioloop
-            handler.add_channel(events=handler._wanted_io_events)
-            if handler.timeout:
-                handler._idler = ioloop.call_later(
-                    handler.timeout, handler.handle_timeout, _errback=handler.handle_error
-                )
+            self._attach(handler, ioloop, idle_timer=True)
         except Exception:
             ioloop.close()
             raise
@@ -338,17 +344,12 @@ class DjangoFTPServer(ThreadedFTPServer):
             with ioloop or self.ioloop.factory() as ioloop:
                 wakeable = self._register_wakeup(ioloop)
                 if handler.ioloop is not ioloop:
-                    handler.ioloop = ioloop
                     try:
-                        handler.add_channel(events=getattr(handler, "_wanted_io_events", None))
+                        self._attach(handler, ioloop, idle_timer)
                     except OSError as err:
                         if err.errno == errno.EBADF:  # the client left already
                             return
                         raise
-                if idle_timer and handler.timeout:
-                    handler._idler = ioloop.call_later(
-                        handler.timeout, handler.handle_timeout, _errback=handler.handle_error
-                    )
                 try:
                     start()
                 except Exception:

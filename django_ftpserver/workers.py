@@ -38,6 +38,14 @@ def on_worker() -> bool:
     return getattr(_current, "is_worker", False)
 
 
+def _run_into(future: Future, func: Callable[..., Any], args: tuple) -> None:
+    """Run ``func(*args)``; its result or its exception goes to ``future``."""
+    try:
+        future.set_result(func(*args))
+    except BaseException as exc:
+        future.set_exception(exc)
+
+
 def default_size() -> int:
     """One more than the cores, so hashing uses them all; at most 8."""
     return min(8, (os.cpu_count() or 1) + 1)
@@ -107,10 +115,7 @@ class DatabaseWorkers:
             else:
                 closed = True
         if closed:  # shutting down: do it here rather than fail the login
-            try:
-                future.set_result(func(*args))
-            except BaseException as exc:
-                future.set_exception(exc)
+            _run_into(future, func, args)
         return future
 
     def _next_task(self) -> tuple[Callable[..., Any], tuple, Future] | None:
@@ -137,12 +142,8 @@ class DatabaseWorkers:
                 if task is None:
                     return
                 func, args, future = task
-                if not future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    future.set_result(func(*args))
-                except BaseException as exc:
-                    future.set_exception(exc)
+                if future.set_running_or_notify_cancel():
+                    _run_into(future, func, args)
         finally:
             with self._condition:
                 self._threads.discard(me)
