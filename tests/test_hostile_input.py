@@ -8,82 +8,14 @@ path commands.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import socket
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import PASSWORD, RunningServer
-
-REPLY = re.compile(rb"^(\d{3})([ -])(.*)$")
-
-
-class RawClient:
-    """A control connection that sends bytes exactly as given."""
-
-    def __init__(self, server: RunningServer, timeout: float = 10) -> None:
-        self.sock = socket.create_connection((server.host, server.port), timeout=timeout)
-        self.file = self.sock.makefile("rb")
-        self.read_reply()  # banner
-
-    def read_reply(self) -> tuple[int, bytes]:
-        """One complete reply (multi-line replies included); checks its form."""
-        line = self.file.readline(65536)
-        match = REPLY.match(line.rstrip(b"\r\n"))
-        assert line.endswith(b"\r\n") and match, f"malformed reply {line[:200]!r}"
-        code, sep, text = match.groups()
-        if sep == b"-":
-            while True:
-                more = self.file.readline(65536)
-                assert more, "connection closed inside a multi-line reply"
-                if more.startswith(code + b" "):
-                    break
-        return int(code), text
-
-    def send(self, raw: bytes) -> tuple[int, bytes]:
-        self.sock.sendall(raw + b"\r\n")
-        return self.read_reply()
-
-    def login(self, user: str, password: str = PASSWORD) -> None:
-        assert self.send(f"USER {user}".encode())[0] == 331
-        assert self.send(f"PASS {password}".encode())[0] == 230
-
-    def pasv_transfer(self, command: bytes, payload: bytes = b"") -> tuple[int, bytes, bytes]:
-        """Run a data command over PASV: (final code, final text, data received).
-
-        ``payload`` is sent (then the data connection closed) for uploads.
-        """
-        code, text = self.send(b"PASV")
-        assert code == 227
-        numbers = [int(n) for n in re.search(rb"\((\d+(?:,\d+){5})\)", text).group(1).split(b",")]
-        data = socket.create_connection(
-            (".".join(map(str, numbers[:4])), numbers[4] * 256 + numbers[5]), timeout=10
-        )
-        code, text = self.send(command)
-        received = b""
-        if code in (125, 150):
-            if payload or command[:4] in (b"STOR", b"APPE", b"STOU"):
-                data.sendall(payload)
-                data.close()
-            else:
-                while chunk := data.recv(65536):
-                    received += chunk
-                data.close()
-            code, text = self.read_reply()
-        else:
-            data.close()
-        return code, text, received
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.sendall(b"QUIT\r\n")
-        self.file.close()
-        self.sock.close()
+from .conftest import RawClient, RunningServer
 
 
 @pytest.fixture

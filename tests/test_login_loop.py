@@ -7,7 +7,6 @@ without, the way a project with no ``ftp_client_connected`` receiver does.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,37 +17,11 @@ import pytest
 from django_ftpserver import handlers, signals
 from django_ftpserver.authorizers import FTPAccountAuthorizer
 
-from .conftest import PASSWORD, RunningServer, wait_until
+from .conftest import PASSWORD, RawClient, RunningServer, wait_until
 
 
 def djangoserver(running: RunningServer) -> Any:
     return running.runner.server
-
-
-class RawClient:
-    """A control connection driven line by line, to send several commands at once."""
-
-    def __init__(self, running: RunningServer) -> None:
-        self.sock = socket.create_connection((running.host, running.port), timeout=10)
-        self.file = self.sock.makefile("rb")
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def reply(self) -> str:
-        while True:
-            line = self.file.readline().decode("utf-8", "replace").rstrip("\r\n")
-            if not line:
-                raise AssertionError("connection closed")
-            if len(line) >= 4 and line[:3].isdigit() and line[3] == " ":
-                return line
-
-    def replies(self, count: int) -> list[str]:
-        return [self.reply()[:3] for _ in range(count)]
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
 
 
 @pytest.fixture
@@ -58,7 +31,7 @@ def raw(ftp_server: RunningServer) -> Iterator[Any]:
     def open_client() -> RawClient:
         client = RawClient(ftp_server)
         clients.append(client)
-        assert client.reply().startswith("220")
+        assert client.banner[0] == 220
         return client
 
     yield open_client
@@ -70,15 +43,12 @@ def test_greeting_and_user_are_served_on_the_loop(ftp_server, make_account, raw)
     make_account("alice")
     server = djangoserver(ftp_server)
     client = raw()
-    client.send(b"USER alice\r\n")
-    assert client.reply().startswith("331")
+    assert client.send(b"USER alice")[0] == 331
     assert server.active_sessions == 1
     assert server.session_threads == 0  # nothing but the loop served it so far
-    client.send(f"PASS {PASSWORD}\r\n".encode())
-    assert client.reply().startswith("230")
+    assert client.send(f"PASS {PASSWORD}".encode())[0] == 230
     wait_until(lambda: server.session_threads == 1, what="the session to get its thread")
-    client.send(b"QUIT\r\n")
-    assert client.reply().startswith("221")
+    assert client.send(b"QUIT")[0] == 221
     wait_until(lambda: server.active_sessions == 0, what="the session to end")
 
 
@@ -86,37 +56,37 @@ def test_commands_sent_with_the_password_run_in_order(ftp_server, account, raw, 
     (home / "a.txt").write_bytes(b"12345")
     client = raw()
     lines = ["USER alice", f"PASS {PASSWORD}", "PWD", "TYPE I", "SIZE a.txt", "NOOP"]
-    client.send("".join(line + "\r\n" for line in lines).encode())
-    assert client.replies(6) == ["331", "230", "257", "200", "213", "200"]
+    client.write("".join(line + "\r\n" for line in lines).encode())
+    assert client.codes(6) == [331, 230, 257, 200, 213, 200]
 
 
 def test_wrong_password_with_commands_behind_it(ftp_server, make_account, raw):
     make_account("alice")
     client = raw()
-    client.send(b"USER alice\r\nPASS wrong\r\nPWD\r\nNOOP\r\n")
+    client.write(b"USER alice\r\nPASS wrong\r\nPWD\r\nNOOP\r\n")
     # As in pyftpdlib: the commands behind a wrong password run (not logged
     # in) while its 530 waits out the failed-login delay.
-    assert client.replies(4) == ["331", "530", "200", "530"]
+    assert client.codes(4) == [331, 530, 200, 530]
 
 
 def test_over_long_line_behind_the_password(ftp_server, make_account, raw):
     make_account("alice")
     client = raw()
     junk = b"X" * 5000
-    client.send(f"USER alice\r\nPASS {PASSWORD}\r\n".encode() + junk + b"\r\nNOOP\r\n")
-    assert client.replies(4) == ["331", "230", "500", "200"]
+    client.write(f"USER alice\r\nPASS {PASSWORD}\r\n".encode() + junk + b"\r\nNOOP\r\n")
+    assert client.codes(4) == [331, 230, 500, 200]
 
 
 def test_password_split_across_packets(ftp_server, make_account, raw):
     make_account("alice")
     client = raw()
-    client.send(b"USER alice\r\nPA")
-    assert client.reply().startswith("331")
+    client.write(b"USER alice\r\nPA")
+    assert client.codes(1) == [331]
     time.sleep(0.05)
-    client.send(f"SS {PASSWORD}\r\nNO".encode())
-    assert client.reply().startswith("230")
-    client.send(b"OP\r\n")
-    assert client.reply().startswith("200")
+    client.write(f"SS {PASSWORD}\r\nNO".encode())
+    assert client.codes(1) == [230]
+    client.write(b"OP\r\n")
+    assert client.codes(1) == [200]
 
 
 def test_disconnect_before_login_is_sent_from_a_session_thread(ftp_server, raw):
@@ -130,8 +100,8 @@ def test_disconnect_before_login_is_sent_from_a_session_thread(ftp_server, raw):
     signals.ftp_client_disconnected.connect(receiver, weak=False)
     try:
         client = raw()
-        client.send(b"USER nobody\r\nQUIT\r\n")
-        assert client.replies(2) == ["331", "221"]
+        client.write(b"USER nobody\r\nQUIT\r\n")
+        assert client.codes(2) == [331, 221]
         assert done.wait(10)
         time.sleep(0.2)
     finally:
@@ -150,8 +120,7 @@ def test_a_connected_receiver_puts_the_session_on_its_thread_at_once(ftp_server,
     signals.ftp_client_connected.connect(receiver, weak=False)
     try:
         client = raw()
-        client.send(b"NOOP\r\n")
-        assert client.reply().startswith("200")
+        assert client.send(b"NOOP")[0] == 200
     finally:
         signals.ftp_client_connected.disconnect(receiver)
     assert len(threads) == 1 and threads[0].startswith("ftp-session")
@@ -183,8 +152,8 @@ def test_idle_timeout_before_login(server_factory):
     server = djangoserver(running)
     client = RawClient(running)
     try:
-        assert client.reply().startswith("220")
-        assert client.reply().startswith("421")  # timed out by the loop
+        assert client.banner[0] == 220
+        assert client.codes(1) == [421]  # timed out by the loop
         wait_until(lambda: server.active_sessions == 0, what="the session to be counted out")
         assert server.session_threads == 0
     finally:
@@ -196,13 +165,12 @@ def test_sessions_on_the_loop_count_towards_max_connections(server_factory):
     first, second = RawClient(running), RawClient(running)
     third = RawClient(running)
     try:
-        assert first.reply().startswith("220") and second.reply().startswith("220")
-        assert third.reply().startswith("421")
-        first.send(b"QUIT\r\n")
-        assert first.reply().startswith("221")
+        assert first.banner[0] == 220 and second.banner[0] == 220
+        assert third.banner[0] == 421
+        assert first.send(b"QUIT")[0] == 221
         wait_until(lambda: djangoserver(running).active_sessions == 1, what="one session to end")
         fourth = RawClient(running)
-        assert fourth.reply().startswith("220")
+        assert fourth.banner[0] == 220
         fourth.close()
     finally:
         for client in (first, second, third):
@@ -218,7 +186,7 @@ def test_stop_with_sessions_on_the_loop(server_factory):
     running = server_factory()
     clients = [RawClient(running) for _ in range(5)]
     for client in clients:
-        assert client.reply().startswith("220")
+        assert client.banner[0] == 220
     signals.ftp_client_disconnected.connect(receiver, weak=False)
     try:
         started = time.monotonic()
