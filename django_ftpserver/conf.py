@@ -1,16 +1,22 @@
 """Every ``FTPSERVER_*`` setting, read in one place.
 
-Each setting is a property that reads ``django.conf.settings`` on access, so
-``override_settings`` works in tests and nothing is written back into the
-project's settings. Command-line options of ``manage.py ftpserver`` win over
-these values; that precedence lives in the command, not here.
+Each setting is a property that reads ``django.conf.settings`` on first
+access and remembers the value until Django's ``setting_changed`` signal
+(sent by ``override_settings`` and pytest-django's ``settings`` fixture)
+says a setting changed: a login reads several of them, and a read through
+Django's lazy settings costs more than a dictionary lookup. Nothing is
+written back into the project's settings. Command-line options of
+``manage.py ftpserver`` win over these values; that precedence lives in the
+command, not here.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 #: Defaults of the settings shared with django-ftpserver 1.0, by name.
 #: Kept as a public mapping because ``utils.get_ftp_setting`` (part of the
@@ -54,12 +60,37 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+_values: dict[str, Any] = {}
+_lock = threading.Lock()
+_generation = 0
+
+
 def get(name: str) -> Any:
     """Return setting ``name``, or its default when unset or ``None``."""
+    try:
+        return _values[name]
+    except KeyError:
+        pass
+    generation = _generation
     value = getattr(settings, name, None)
     if value is None:
-        return DEFAULTS.get(name)
+        value = DEFAULTS.get(name)
+    with _lock:
+        # Not if the settings changed while this thread read them: the
+        # value may be the one from before.
+        if generation == _generation:
+            _values[name] = value
     return value
+
+
+def _forget(**kwargs: Any) -> None:
+    global _generation
+    with _lock:
+        _generation += 1
+        _values.clear()
+
+
+setting_changed.connect(_forget, dispatch_uid="django_ftpserver.conf")
 
 
 class Settings:
