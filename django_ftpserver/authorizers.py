@@ -27,6 +27,7 @@ Cost model, the reason for the shape of this module:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -35,7 +36,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -50,7 +51,7 @@ from pyftpdlib.authorizers import AuthenticationFailed, AuthorizerError
 from . import dispatch, models
 from .conf import conf
 from .permissions import PathRules, ftp_path_in_home
-from .workers import DatabaseWorkers, default_size
+from .workers import DatabaseWorkers, default_size, on_worker
 
 logger = logging.getLogger(__name__)
 
@@ -382,6 +383,7 @@ class AccountLookup:
             self._names.append("user__is_active")
         self._filter = f"user__{username_field}"
         self._compiled: dict[str, tuple[tuple[str, list[Any]] | None, ...]] = {}
+        self._compiled_many: dict[tuple[str, int], tuple[str, list[Any]] | None] = {}
         meta = model._meta
         self._account_pk = meta.pk.to_python
         self._user_pk = meta.get_field("user").target_field.to_python
@@ -396,7 +398,8 @@ class AccountLookup:
             return None  # a backend that rewrites the values: use the ORM
         return sql, params
 
-    def _compile(self, alias: str) -> tuple[tuple[str, list[Any]] | None, ...]:
+    def _accounts(self, alias: str, **filters: Any) -> Any:
+        """The account rows matching ``filters``, as ``fetch`` reads them."""
         # Whether any path rule concerns the account, in the same query: the
         # rules themselves are read only when there are some.
         has_rules = Exists(
@@ -404,13 +407,16 @@ class AccountLookup:
                 Q(account_id=OuterRef("pk")) | Q(group_id=OuterRef("group_id"))
             )
         )
-        account = self._compiled_sql(
+        return (
             self.model._default_manager.using(alias)
-            .filter(**{self._filter: self._USERNAME})
+            .filter(**filters)
             .annotate(_has_rules=has_rules)
-            .values_list(*self._names, "_has_rules"),
-            alias,
-            self._USERNAME,
+            .values_list(*self._names, "_has_rules")
+        )
+
+    def _compile(self, alias: str) -> tuple[tuple[str, list[Any]] | None, ...]:
+        account = self._compiled_sql(
+            self._accounts(alias, **{self._filter: self._USERNAME}), alias, self._USERNAME
         )
         rules = self._compiled_sql(
             models.FTPPathRule._default_manager.using(alias)
@@ -429,24 +435,61 @@ class AccountLookup:
             cursor.execute(sql, [values.get(param, param) for param in params])
             return cursor.fetchall()
 
+    def _queries(self, alias: str) -> tuple[tuple[str, list[Any]] | None, ...]:
+        if alias not in self._compiled:
+            self._compiled[alias] = self._compile(alias)
+        return self._compiled[alias]
+
     def fetch(self, username: str) -> dict[str, Any] | None:
         """The account row of ``username``, or ``None`` (none, or no fast path)."""
         alias = router.db_for_read(self.model)
-        if alias not in self._compiled:
-            self._compiled[alias] = self._compile(alias)
-        account, rules = self._compiled[alias]
+        account, rules = self._queries(alias)
         if account is None or rules is None:
             return None
         rows = self._execute(alias, account, {self._USERNAME: username})
         if len(rows) != 1:
             return None
-        row = dict(zip([*self._names, "_has_rules"], rows[0], strict=True))
+        return self._row(rows[0], alias)
+
+    def _row(self, values: Any, alias: str) -> dict[str, Any]:
+        row = dict(zip([*self._names, "_has_rules"], values, strict=True))
         row["pk"] = self._account_pk(row["pk"])
         row["user_id"] = self._user_pk(row["user_id"])
         row["group_id"] = self._group_pk(row["group_id"])
         row["user__is_active"] = bool(row.get("user__is_active", True))
         row["_alias"] = alias
         return row
+
+    def fetch_many(self, usernames: list[str]) -> dict[str, dict[str, Any] | None]:
+        """What ``fetch`` returns for each of ``usernames``, in one query.
+
+        Usernames left out of the result are to be fetched one by one: all
+        of them when a row matched a name it does not spell exactly (a
+        case- or accent-insensitive collation), since ``fetch`` would then
+        find several rows, or one spelled otherwise. The query is compiled
+        once for each power-of-two count of names, the list padded with its
+        last name.
+        """
+        names = list(dict.fromkeys(usernames))
+        if len(names) == 1:
+            return {names[0]: self.fetch(names[0])}
+        alias = router.db_for_read(self.model)
+        size = 1 << (len(names) - 1).bit_length()
+        if (alias, size) not in self._compiled_many:
+            stand_ins = [f"{self._USERNAME}{index}" for index in range(size)]
+            self._compiled_many[alias, size] = self._compiled_sql(
+                self._accounts(alias, **{f"{self._filter}__in": stand_ins}), alias, *stand_ins
+            )
+        compiled = self._compiled_many[alias, size]
+        if compiled is None or None in self._queries(alias):
+            return {}
+        padded = names + names[-1:] * (size - len(names))
+        values = {f"{self._USERNAME}{index}": name for index, name in enumerate(padded)}
+        rows = [self._row(values, alias) for values in self._execute(alias, compiled, values)]
+        by_name = {row[self._names[4]]: row for row in rows}
+        if len(by_name) != len(rows) or not by_name.keys() <= set(names):
+            return {}
+        return {name: by_name.get(name) for name in names}
 
     def path_rules(self, row: dict[str, Any]) -> PathRules:
         """The account's and its group's path rules, as ``FTPUserAccount.get_path_rules``."""
@@ -527,6 +570,9 @@ class FTPAccountAuthorizer:
     model = models.FTPUserAccount
     personate_user_class: type | None = None
 
+    #: Most logins the fast lane checks together (see ``prefetched_accounts``).
+    fast_lane_batch = 32
+
     #: Longest wait, in seconds, for a concurrent check of the same
     #: credentials before checking them independently.
     single_flight_timeout = 30.0
@@ -537,8 +583,9 @@ class FTPAccountAuthorizer:
         self.last_login_recorder = LastLoginRecorder(self.model)
         size = conf.AUTH_WORKERS or default_size()
         self.workers = DatabaseWorkers(max(1, size - 1))
-        self.fast_lane = DatabaseWorkers(1, name="ftp-login-fast")
+        self.fast_lane = DatabaseWorkers(1, name="ftp-login-fast", batch_size=self.fast_lane_batch)
         self.account_lookup = AccountLookup(self.model)
+        self._prefetched = threading.local()
         if file_access_user:
             personate_user_class = self.personate_user_class or _get_personate_user_class()
             self.personate_user = personate_user_class(file_access_user)
@@ -614,7 +661,10 @@ class FTPAccountAuthorizer:
         session's thread waits for it and opens no database connection.
         """
         try:
-            snapshot = self.workers_for(username, password).run(self._login, username, password)
+            if on_worker():  # the server ran the PASS on a worker already
+                snapshot = self._login(username, password)
+            else:
+                snapshot = self.workers_for(username, password).run(self._login, username, password)
         except (AuthenticationFailed, AuthorizerError):
             raise
         except Exception as exc:
@@ -649,28 +699,58 @@ class FTPAccountAuthorizer:
             return snapshot
         return AccountSnapshot.from_account(retry_db(self.authenticate, username, password))
 
+    def _cached_login_applies(self) -> bool:
+        """False for a subclass that changed how accounts are found, or with the cache off."""
+        cls = type(self)
+        return not (
+            conf.AUTH_CACHE_TIMEOUT <= 0
+            or cls.get_account is not FTPAccountAuthorizer.get_account
+            or cls.authenticate is not FTPAccountAuthorizer.authenticate
+            or cls._fingerprint is not FTPAccountAuthorizer._fingerprint
+            or self.model is not models.FTPUserAccount
+        )
+
     def _cached_login(self, username: str, password: str) -> AccountSnapshot | None:
         """The snapshot if the password is in the cache, checked with the fast query.
 
         ``None`` sends the login through ``authenticate()``: a miss, no
         account, or a subclass that changed how accounts are found.
         """
-        cls = type(self)
-        if (
-            conf.AUTH_CACHE_TIMEOUT <= 0
-            or cls.get_account is not FTPAccountAuthorizer.get_account
-            or cls.authenticate is not FTPAccountAuthorizer.authenticate
-            or cls._fingerprint is not FTPAccountAuthorizer._fingerprint
-            or self.model is not models.FTPUserAccount
-        ):
+        if not self._cached_login_applies():
             return None
-        row = self.account_lookup.fetch(username)
+        prefetched = getattr(self._prefetched, "rows", None) or {}
+        if username in prefetched:
+            row = prefetched[username]
+        else:
+            row = self.account_lookup.fetch(username)
         if row is None or not row["user__is_active"]:
             return None
         key = self.password_cache.key(username, password)
         if not self.password_cache.hit(key, self.account_lookup.fingerprint(row)):
             return None
         return self.account_lookup.snapshot(row)
+
+    @contextlib.contextmanager
+    def prefetched_accounts(self, usernames: list[str]) -> Iterator[None]:
+        """Within the block, this thread's cached logins of ``usernames`` share one query.
+
+        For logins that arrived together (the server runs a batch of them
+        on the fast lane): they were all received before the query runs, so
+        a password changed or an account removed before any of them arrived
+        is seen, as with a query each. Any failure here only leaves each
+        login to its own query.
+        """
+        rows: dict[str, Any] = {}
+        if len(usernames) > 1 and self._cached_login_applies():
+            try:
+                rows = self.account_lookup.fetch_many(usernames)
+            except DBError as exc:
+                logger.warning("database error while reading %d accounts: %s", len(usernames), exc)
+        self._prefetched.rows = rows
+        try:
+            yield
+        finally:
+            self._prefetched.rows = None
 
     def record_login(self, snapshot: AccountSnapshot) -> None:
         """Have the login time of ``snapshot``'s account stored, by a worker, soon."""

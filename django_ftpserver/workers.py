@@ -71,9 +71,13 @@ class DatabaseWorkers:
         size: int | None = None,
         idle_timeout: float | None = None,
         name: str = "ftp-login-worker",
+        batch_size: int = 1,
     ) -> None:
         self.size = max(1, size or default_size())
         self.name = name
+        self.batch_size = max(1, batch_size)
+        # Per function, the batch not yet started, still open to items.
+        self._open_batches: dict[Callable[..., Any], list[Any]] = {}
         if idle_timeout is not None:
             self.idle_timeout = idle_timeout
         self._condition = threading.Condition()
@@ -117,6 +121,30 @@ class DatabaseWorkers:
         if closed:  # shutting down: do it here rather than fail the login
             _run_into(future, func, args)
         return future
+
+    def submit_batched(self, func: Callable[[list[Any]], Any], item: Any) -> None:
+        """Have a worker run ``func(items)``, ``item`` among them.
+
+        ``items`` also holds what was submitted for ``func`` after ``item``
+        and before a worker started on it, up to ``batch_size`` items:
+        work that arrived together is done together (with one query, say)
+        by a pool that is busy. With ``batch_size`` 1, one task per item.
+        """
+        with self._condition:
+            batch = self._open_batches.get(func)
+            if batch is not None and len(batch) < self.batch_size:
+                batch.append(item)
+                return
+            batch = [item]
+            if self.batch_size > 1:
+                self._open_batches[func] = batch
+        self.submit(self._run_batch, func, batch)
+
+    def _run_batch(self, func: Callable[[list[Any]], Any], batch: list[Any]) -> Any:
+        with self._condition:
+            if self._open_batches.get(func) is batch:
+                del self._open_batches[func]  # closed: later items start another
+        return func(batch)
 
     def _next_task(self) -> tuple[Callable[..., Any], tuple, Future] | None:
         """The next task, or ``None`` when this worker is to end."""

@@ -7,6 +7,10 @@ import pytest
 from django_ftpserver.models import FTPUserAccount
 
 from .conftest import wait_until
+from .test_sessions import (  # noqa: F401  (collected again here)
+    test_fetch_many_leaves_names_spelled_otherwise_to_fetch,
+    test_fetch_many_reads_what_fetch_reads,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mysql]
 

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 
 from django_ftpserver import handlers, signals
-from django_ftpserver.authorizers import FTPAccountAuthorizer
+from django_ftpserver.authorizers import AccountLookup, FTPAccountAuthorizer
+from django_ftpserver.models import FTPUserAccount
 
 from .conftest import PASSWORD, RawClient, RunningServer, wait_until
 
@@ -214,3 +216,66 @@ def test_cached_logins_use_the_fast_lane(ftp_server, make_account, monkeypatch):
         ftp_server.connect("alice").quit()
     assert lanes[0].startswith("ftp-login-worker")  # nothing cached: a hash
     assert all(lane.startswith("ftp-login-fast") for lane in lanes[1:])
+
+
+def logins_together(ftp_server: RunningServer, raw: Any, users: list[str]) -> list[RawClient]:
+    """Clients that sent USER and PASS while the fast lane was busy; replies unread."""
+    fast_lane = djangoserver(ftp_server).handler.authorizer.fast_lane
+    gate = threading.Event()
+    fast_lane.submit(gate.wait, 10)
+    clients = [raw() for _ in users]
+    for client, user in zip(clients, users, strict=True):
+        client.write(f"USER {user}\r\nPASS {PASSWORD}\r\n".encode())
+    wait_until(
+        lambda: sum(map(len, fast_lane._open_batches.values())) == len(users),
+        what="the logins to wait for the fast lane, together",
+    )
+    gate.set()
+    return clients
+
+
+def test_cached_logins_that_arrive_together_share_one_query(
+    ftp_server, make_account, raw, monkeypatch
+):
+    for name in ("alice", "bob", "carol", "dave"):
+        make_account(name)
+        ftp_server.connect(name).quit()  # cached from now on
+    carol = FTPUserAccount.objects.get(user__username="carol").user
+    carol.set_password("changed")
+    carol.save()
+    FTPUserAccount.objects.get(user__username="dave").delete()
+    calls: dict[str, list[Any]] = {"fetch": [], "fetch_many": []}
+    for name in calls:
+        original = getattr(AccountLookup, name)
+
+        def spy(self: Any, arg: Any, _original: Any = original, _name: str = name) -> Any:
+            calls[_name].append(arg)
+            return _original(self, arg)
+
+        monkeypatch.setattr(AccountLookup, name, spy)
+    users = ["alice", "bob", "alice", "carol", "dave"]
+    clients = logins_together(ftp_server, raw, users)
+    replies = [client.codes(2)[1] for client in clients]
+    # A password changed and an account deleted since they were cached are
+    # refused, though read in the same query as the others.
+    assert replies == [230, 230, 230, 530, 530]
+    # One query for the five, in the order the loop read their passwords.
+    assert [sorted(names) for names in calls["fetch_many"]] == [sorted(users)]
+    assert calls["fetch"] == []
+    assert clients[1].send(b"PWD")[0] == 257  # served on its thread from then on
+
+
+def test_a_failed_shared_query_leaves_each_login_its_own(
+    ftp_server, make_account, raw, monkeypatch, caplog
+):
+    for name in ("alice", "bob"):
+        make_account(name)
+        ftp_server.connect(name).quit()
+
+    def down(self: Any, usernames: list[str]) -> Any:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(AccountLookup, "fetch_many", down)
+    clients = logins_together(ftp_server, raw, ["alice", "bob"])
+    assert [client.codes(2)[1] for client in clients] == [230, 230]
+    assert "database error while reading 2 accounts" in caplog.text

@@ -19,13 +19,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.db.backends.signals import connection_created
 from django.test import override_settings
 
 from django_ftpserver import handlers, signals
 from django_ftpserver.authorizers import AccountLookup, AccountSnapshot, PasswordCache
 from django_ftpserver.models import FTPPathRule, FTPUserAccount
+from django_ftpserver.workers import DatabaseWorkers
 
 from .conftest import PASSWORD, RunningServer, wait_until
 from .hashers import CountingHasher
@@ -263,6 +264,39 @@ def test_fast_queries_match_the_orm(ftp_server, make_account):
     assert lookup.fetch("nobody") is None
 
 
+def test_fetch_many_reads_what_fetch_reads(ftp_server, make_account):
+    alice = make_account("alice")
+    FTPPathRule.objects.create(account=alice, path="/incoming", permission="elw")
+    make_account("bob")
+    carol = make_account("carol").user
+    carol.is_active = False
+    carol.save()
+    lookup = AccountLookup(FTPUserAccount)
+    # Five names (padded to eight), one twice, one without an account.
+    names = ["alice", "bob", "nobody", "alice", "carol", "dave"]
+    rows = lookup.fetch_many(names)
+    assert list(rows) == ["alice", "bob", "nobody", "carol", "dave"]
+    assert rows == {name: lookup.fetch(name) for name in rows}
+    assert rows["nobody"] is None and rows["dave"] is None
+    assert rows["carol"]["user__is_active"] is False
+    assert lookup.snapshot(rows["alice"]).rules.account == {"/incoming": "elw"}
+    assert lookup.fetch_many(["bob"] * 3) == {"bob": lookup.fetch("bob")}
+
+
+def test_fetch_many_leaves_names_spelled_otherwise_to_fetch(make_account):
+    make_account("Bob")
+    make_account("alice")
+    lookup = AccountLookup(FTPUserAccount)
+    rows = lookup.fetch_many(["bob", "alice"])
+    if connection.vendor == "mysql":
+        # A case-insensitive collation: "bob" finds Bob, so the names go to
+        # fetch(), one by one, which finds what it always found.
+        assert rows == {}
+        assert lookup.fetch("bob")["user__username"] == "Bob"
+    else:
+        assert rows == {"bob": None, "alice": lookup.fetch("alice")}
+
+
 def test_path_rules_hold_for_a_cached_login(ftp_server, make_account, hasher):
     account = make_account("alice", permission="elr")
     FTPPathRule.objects.create(account=account, path="/incoming", permission="elmw")
@@ -300,6 +334,19 @@ def test_hashing_runs_on_login_workers_in_parallel(ftp_server, make_account, has
     assert len(replies) == 2 and all(r.startswith("230") for r in replies)
     assert len(set(hasher.threads)) == 2
     assert all(name.startswith("ftp-login-worker-") for name in hasher.threads)
+
+
+def test_work_that_arrives_while_the_workers_are_busy_runs_in_batches():
+    for batch_size, expected in ((3, [[0, 1, 2], [3, 4, 5], [6]]), (1, [[n] for n in range(7)])):
+        workers = DatabaseWorkers(1, batch_size=batch_size, name="test-batches")
+        gate = threading.Event()
+        workers.submit(gate.wait, 10)
+        batches: list[list[int]] = []
+        for item in range(7):
+            workers.submit_batched(batches.append, item)
+        gate.set()
+        workers.close()
+        assert batches == expected
 
 
 def test_noop_answers_while_another_login_is_hashing(ftp_server, make_account, hasher):
