@@ -746,6 +746,8 @@ class FTPAccountAuthorizer:
                 rows = self.account_lookup.fetch_many(usernames)
             except DBError as exc:
                 logger.warning("database error while reading %d accounts: %s", len(usernames), exc)
+            except Exception:
+                logger.exception("error while reading %d accounts", len(usernames))
         self._prefetched.rows = rows
         try:
             yield

@@ -257,25 +257,24 @@ class DjangoFTPServer(ThreadedFTPServer):
         workers.submit_batched(self._login_on_worker, (handler, ioloop))
 
     def _login_on_worker(self, batch: list[tuple[Any, Any]]) -> None:
-        """Run the held ``PASS`` of each session of ``batch``, then give each a thread.
+        """Run the held ``PASS`` of each session of ``batch``; then a thread serves it.
 
         A batch is the logins that arrived while the worker was busy (see
         ``DatabaseWorkers.submit_batched``): their accounts are read in one
-        query, and their threads start once all replies went out, rather
-        than one by one, each new thread competing for the GIL with the
-        logins still to check.
+        query.
         """
         prefetched = getattr(self.handler.authorizer, "prefetched_accounts", None)
-        try:
-            with prefetched([h.username for h, _ in batch]) if prefetched else _no_prefetch():
-                for handler, _ in batch:
-                    try:
-                        handler.login_on_worker()
-                    except Exception:
-                        handler.handle_error()
-        finally:
+        usernames = [handler.username for handler, _ in batch]
+        with prefetched(usernames) if prefetched else contextlib.nullcontext():
             for handler, ioloop in batch:
-                self._queue(self._serve_session, handler, handler.resume_on_thread, False, ioloop)
+                try:
+                    handler.login_on_worker()
+                except Exception:
+                    handler.handle_error()
+                finally:
+                    self._queue(
+                        self._serve_session, handler, handler.resume_on_thread, False, ioloop
+                    )
 
     def session_ended_on_loop(self, handler: Any) -> None:
         """A session served on this loop was closed before it moved."""
@@ -427,9 +426,6 @@ class DjangoFTPServer(ThreadedFTPServer):
             # Whatever ran on this thread and queried (a lockout in a
             # database cache, a storage backend) keeps no connection open.
             release_opened()
-
-
-_no_prefetch = contextlib.nullcontext
 
 
 def _is_port(value: Any) -> bool:
