@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -218,8 +218,10 @@ def test_cached_logins_use_the_fast_lane(ftp_server, make_account, monkeypatch):
     assert all(lane.startswith("ftp-login-fast") for lane in lanes[1:])
 
 
-def logins_together(ftp_server: RunningServer, raw: Any, users: list[str]) -> list[RawClient]:
-    """Clients that sent USER and PASS while the fast lane was busy; replies unread."""
+def queue_logins(
+    ftp_server: RunningServer, raw: Any, users: list[str]
+) -> tuple[list[RawClient], Callable[[], None]]:
+    """Clients whose USER and PASS wait for the busy fast lane; and what frees it."""
     fast_lane = djangoserver(ftp_server).handler.authorizer.fast_lane
     gate = threading.Event()
     fast_lane.submit(gate.wait, 10)
@@ -230,7 +232,13 @@ def logins_together(ftp_server: RunningServer, raw: Any, users: list[str]) -> li
         lambda: sum(map(len, fast_lane._open_batches.values())) == len(users),
         what="the logins to wait for the fast lane, together",
     )
-    gate.set()
+    return clients, gate.set
+
+
+def logins_together(ftp_server: RunningServer, raw: Any, users: list[str]) -> list[RawClient]:
+    """Clients that sent USER and PASS while the fast lane was busy; replies unread."""
+    clients, release = queue_logins(ftp_server, raw, users)
+    release()
     return clients
 
 
@@ -279,3 +287,20 @@ def test_a_failed_shared_query_leaves_each_login_its_own(
     clients = logins_together(ftp_server, raw, ["alice", "bob"])
     assert [client.codes(2)[1] for client in clients] == [230, 230]
     assert "database error while reading 2 accounts" in caplog.text
+
+
+def test_a_client_gone_while_its_login_waited_leaves_the_batch_alone(
+    ftp_server, make_account, raw, caplog
+):
+    for name in ("alice", "bob"):
+        make_account(name)
+        ftp_server.connect(name).quit()
+    (gone, staying), release = queue_logins(ftp_server, raw, ["alice", "bob"])
+    gone.close()
+    release()
+    assert staying.codes(2) == [331, 230]
+    assert staying.send(b"PWD")[0] == 257
+    assert staying.send(b"QUIT")[0] == 221
+    server = djangoserver(ftp_server)
+    wait_until(lambda: server.active_sessions == 0, what="both sessions to end")
+    assert "Traceback" not in caplog.text
