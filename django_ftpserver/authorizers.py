@@ -484,8 +484,8 @@ class AccountLookup:
         if compiled is None or None in self._queries(alias):
             return {}
         padded = names + names[-1:] * (size - len(names))
-        values = {f"{self._USERNAME}{index}": name for index, name in enumerate(padded)}
-        rows = [self._row(values, alias) for values in self._execute(alias, compiled, values)]
+        params = {f"{self._USERNAME}{index}": name for index, name in enumerate(padded)}
+        rows = [self._row(found, alias) for found in self._execute(alias, compiled, params)]
         by_name = {row[self._names[4]]: row for row in rows}
         if len(by_name) != len(rows) or not by_name.keys() <= set(names):
             return {}
