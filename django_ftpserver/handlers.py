@@ -580,15 +580,23 @@ class HomeDirMixin:
         super().handle_auth_success(home, password, msg_login)
 
 
-class DjangoFTPHandler(
+class DjangoHandlerMixin(
     LoginLoopMixin,
     SignalEmitterMixin,
     CommandLineGuardMixin,
     PathPermissionFactsMixin,
     LoginGuardMixin,
     HomeDirMixin,
-    FTPHandler,
 ):
+    """Everything the app adds to a pyftpdlib control handler, in order.
+
+    The plain and the TLS handler are this on top of pyftpdlib's
+    ``FTPHandler`` and ``TLS_FTPHandler``: one list of mixins, so that a
+    behaviour added here reaches both.
+    """
+
+
+class DjangoFTPHandler(DjangoHandlerMixin, FTPHandler):
     """FTP handler that sends the Django signals."""
 
     dtp_handler = DjangoDTPHandler
@@ -627,15 +635,7 @@ if HAS_TLS:
                 self.modify_ioloop_events(self.ioloop.WRITE)
                 self.initiate_send()
 
-    class DjangoTLS_FTPHandler(
-        LoginLoopMixin,
-        SignalEmitterMixin,
-        CommandLineGuardMixin,
-        PathPermissionFactsMixin,
-        LoginGuardMixin,
-        HomeDirMixin,
-        TLS_FTPHandler,
-    ):
+    class DjangoTLS_FTPHandler(DjangoHandlerMixin, TLS_FTPHandler):
         """FTPS (explicit TLS) handler that sends the Django signals."""
 
         dtp_handler = DjangoTLS_DTPHandler
