@@ -13,7 +13,7 @@ import pytest
 
 from django_ftpserver import lockout
 
-from .conftest import PASSWORD
+from .conftest import try_login
 
 UNAVAILABLE = "530 Your home directory is not available; contact the administrator."
 
@@ -25,13 +25,7 @@ def log_errors(caplog):
 
 
 def login_reply(server, user="alice"):
-    ftp = server.connect()
-    try:
-        return ftp.login(user, PASSWORD)
-    except ftplib.error_perm as exc:
-        return str(exc)
-    finally:
-        ftp.close()
+    return try_login(server.host, server.port, user)
 
 
 def test_missing_home_refuses_login_clearly_and_logs(ftp_server, make_account, tmp_path, caplog):
