@@ -41,6 +41,7 @@ from .conf import conf
 from .dispatch import signal_sender_of
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
+from .proxyprotocol import ProxyProtocolHandlerMixin
 
 logger = logging.getLogger(__name__)
 
@@ -582,6 +583,7 @@ class HomeDirMixin:
 
 class DjangoHandlerMixin(
     LoginLoopMixin,
+    ProxyProtocolHandlerMixin,
     SignalEmitterMixin,
     CommandLineGuardMixin,
     PathPermissionFactsMixin,
