@@ -282,6 +282,8 @@ class HeaderReader:
     ``on_failure(reason)`` when the peer sent something else, closed the
     connection, or sent no complete header within ``timeout`` seconds (the
     socket is closed then). Data after the header stays unread in the socket.
+    ``on_failure`` is told whether the peer sent anything at all. Nothing
+    happens before ``start()``.
     """
 
     def __init__(
@@ -291,7 +293,7 @@ class HeaderReader:
         ioloop: Any,
         timeout: float,
         on_header: Callable[[ProxyHeader], None],
-        on_failure: Callable[[str], None],
+        on_failure: Callable[[str, bool], None],
     ) -> None:
         self.socket = sock
         self.peer = peer
@@ -300,12 +302,28 @@ class HeaderReader:
         self._on_failure = on_failure
         self._buffer = b""
         self._length: int | None = None
-        self._closed = False
+        self._closed = True  # not on the loop yet
         self._done = False
-        sock.setblocking(False)
+        self._timeout = timeout
+        self._timer: Any = None
         self._fileno = sock.fileno()
-        ioloop.register(self._fileno, self, ioloop.READ)
-        self._timer = ioloop.call_later(timeout, self._timed_out, _errback=self.handle_error)
+
+    def start(self) -> None:
+        """Read what arrived already (usually the whole header), else wait on the loop.
+
+        A balancer sends its header with the first packet after the
+        handshake: reading at once saves the loop turn a wait would cost.
+        """
+        self.socket.setblocking(False)
+        self._closed = False
+        self.ioloop.register(self._fileno, self, self.ioloop.READ)
+        self._timer = self.ioloop.call_later(
+            self._timeout, self._timed_out, _errback=self.handle_error
+        )
+        try:
+            self.handle_read_event()
+        except Exception:
+            self.handle_error()
 
     # --- what pyftpdlib's loop calls
 
@@ -360,11 +378,6 @@ class HeaderReader:
             # Connected and left without a byte: a plain TCP health check.
             self._fail("connection closed before sending anything")
 
-    @property
-    def received(self) -> int:
-        """Bytes of the header received so far."""
-        return len(self._buffer)
-
     def handle_error(self) -> None:
         logger.exception("FTP PROXY header from %s: unexpected error", self.peer)
         self._done = True
@@ -387,7 +400,7 @@ class HeaderReader:
     def _finish(self) -> None:
         """Leave the loop; the socket stays open for whoever takes it next."""
         self._done = True
-        if not self._timer.cancelled:
+        if self._timer is not None and not self._timer.cancelled:
             self._timer.cancel()
         if not self._closed:
             self._closed = True
@@ -400,7 +413,7 @@ class HeaderReader:
     def _fail(self, reason: str) -> None:
         self._finish()
         self._close_socket()
-        self._on_failure(reason)
+        self._on_failure(reason, bool(self._buffer))
 
 
 class ProxiedPassiveDTP(PassiveDTP):
@@ -419,6 +432,10 @@ class ProxiedPassiveDTP(PassiveDTP):
       connection from the balancer without a header, or with one that
       names no client (``LOCAL``, ``UNKNOWN``), cannot be told apart from
       another client's and is refused with 425.
+
+    Every connection from a trusted proxy starts with a header, data
+    connections included, even when the session's client is the proxy's
+    own address (curl's ``--haproxy-protocol`` sends one on both).
 
     Without trusted proxies configured, pyftpdlib's own check runs.
     """
@@ -454,7 +471,7 @@ class ProxiedPassiveDTP(PassiveDTP):
         timeout = getattr(self.cmd_channel.server, "proxy_header_timeout", 5.0)
 
         def on_header(header: ProxyHeader) -> None:
-            self._readers.remove(reader)
+            self._forget(reader)
             if self._closed:  # the transfer was given up meanwhile
                 with contextlib.suppress(OSError):
                     sock.close()
@@ -468,13 +485,18 @@ class ProxiedPassiveDTP(PassiveDTP):
                 return
             self._check_and_accept(proxied, header.source)
 
-        def on_failure(reason: str) -> None:
-            self._readers.remove(reader)
+        def on_failure(reason: str, sent_something: bool) -> None:
+            self._forget(reader)
             if not self._closed:
                 self._refuse(sock, f"no valid PROXY header from {peer} ({reason})")
 
         reader = HeaderReader(sock, peer, self.ioloop, timeout, on_header, on_failure)
         self._readers.append(reader)
+        reader.start()
+
+    def _forget(self, reader: HeaderReader) -> None:
+        with contextlib.suppress(ValueError):
+            self._readers.remove(reader)
 
     def close(self) -> None:
         for reader in list(self._readers):

@@ -221,14 +221,15 @@ class DjangoFTPServer(ThreadedFTPServer):
             )
             self._accept_session(proxied, header.source)
 
-        def on_failure(reason: str) -> None:
+        def on_failure(reason: str, sent_something: bool) -> None:
             # A balancer's plain TCP health check connects and leaves: not news.
-            log = logger.debug if reader.received == 0 and "closed" in reason else logger.warning
+            quiet = not sent_something and "closed" in reason
+            log = logger.debug if quiet else logger.warning
             log("FTP connection from trusted proxy %s closed: %s", peer, reason)
 
-        reader = HeaderReader(
+        HeaderReader(
             sock, peer, self.ioloop, self.proxy_header_timeout, on_header, on_failure
-        )
+        ).start()
 
     def _accept_session(self, sock: Any, addr: Any) -> None:
         """What pyftpdlib's ``handle_accepted`` does, for the client at ``addr``."""

@@ -14,7 +14,9 @@ import ftplib
 import io
 import logging
 import re
+import shutil
 import socket
+import subprocess
 import time
 
 import pytest
@@ -567,3 +569,47 @@ def test_check_e012_bad_timeout(settings):
     assert [e.id for e in checks.check_proxy_protocol()] == ["django_ftpserver.E012"]
     settings.FTPSERVER_PROXY_PROTOCOL_TIMEOUT = 2.5
     assert checks.check_proxy_protocol() == []
+
+
+def test_session_of_the_balancer_itself_still_needs_data_headers(
+    trusted, server_factory, account, home
+):
+    """Every connection from a trusted address starts with a header, data ones too."""
+    (home / "f.txt").write_bytes(b"hello")
+    trusted.FTPSERVER_PROXY_PROTOCOL_TIMEOUT = 0.5
+    server = server_factory()
+    raw = ProxiedRawClient(server, v2(command=0x0))
+    raw.login("alice")
+    data = connect_raw(server.host, pasv_port(raw))
+    code, text = raw.read_reply()
+    assert code == 425 and b"no valid PROXY header" in text, text
+    data.close()
+    data = connect_raw(server.host, pasv_port(raw))
+    data.sendall(v1(("127.0.0.1", 2)))
+    assert raw.send(b"NLST")[0] in (125, 150)
+    assert data.makefile("rb").read() == b"f.txt\r\n"
+    assert raw.read_reply()[0] == 226
+    data.close()
+    raw.close()
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")
+def test_curl_with_haproxy_protocol(trusted, server_factory, account, home, recorder):
+    """A real client sending a real v1 header: curl --haproxy-protocol (from 127.0.0.1)."""
+    (home / "f.txt").write_bytes(b"hello from curl")
+    server = server_factory()
+    url = f"ftp://alice:{PASSWORD}@{server.host}:{server.port}/f.txt"
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "30", "--haproxy-protocol", url],
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"hello from curl"
+    assert recorder.wait("ftp_login")[0]["remote_ip"] == "127.0.0.1"
+    # Without the header, curl's connection from the trusted address is closed ungreeted.
+    trusted.FTPSERVER_PROXY_PROTOCOL_TIMEOUT = 0.5
+    server = server_factory()
+    url = f"ftp://alice:{PASSWORD}@{server.host}:{server.port}/f.txt"
+    done = subprocess.run(["curl", "-sS", "--max-time", "30", url], capture_output=True, timeout=60)
+    assert done.returncode != 0 and done.stdout == b""
