@@ -3,7 +3,8 @@
 Two real ``manage.py ftpserver`` processes (``tests.settings_cluster``)
 share what a scale-out deployment shares: the accounts in PostgreSQL (the
 test database), lockout and caches in Redis (under a key prefix unique to
-the test), and one store served through ``StorageFS``. The test client
+the test), and one S3 bucket on a ``moto_server`` process, served through
+``StorageFS``. The test client
 plays the load balancer in front of them: it connects from 127.0.0.1, the
 trusted proxy, and names the client in a PROXY header.
 
@@ -58,11 +59,9 @@ def redis_prefix() -> Iterator[str]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> dict[str, str]:
-    """The one store both servers serve: a directory both see."""
-    directory = tmp_path / "store"
-    (directory / "alice").mkdir(parents=True)
-    return {"FTPSERVER_TEST_SHARED_STORE": str(directory)}
+def store(s3_bucket) -> dict[str, str]:
+    """The one store both servers serve: a bucket on a real ``moto_server``."""
+    return s3_bucket.environ()
 
 
 @pytest.fixture
@@ -119,7 +118,7 @@ def login_reply(server: ServerProcess, client: str, password: str = PASSWORD) ->
         ftp.close()
 
 
-def test_a_file_uploaded_through_one_server_is_served_by_the_other(start_server):
+def test_a_file_uploaded_through_one_server_is_served_by_the_other(start_server, s3_bucket):
     a, b = start_server("a"), start_server("b")
     payload = os.urandom(3 * 1024 * 1024 + 17)
     # Passive ports reached directly: data connections come from the client.
@@ -128,6 +127,8 @@ def test_a_file_uploaded_through_one_server_is_served_by_the_other(start_server)
     up.mkd("reports")
     assert up.storbinary("STOR reports/q3.bin", io.BytesIO(payload)).startswith("226")
     up.quit()
+    assert s3_bucket.get("alice/reports/q3.bin") == payload  # one object, complete
+    assert s3_bucket.multipart_uploads() == []
 
     down = through_balancer(b, "127.0.0.22", data_source="127.0.0.22")
     down.login("alice", PASSWORD)
@@ -144,8 +145,11 @@ def test_a_file_uploaded_through_one_server_is_served_by_the_other(start_server)
 
     check = through_balancer(a, "127.0.0.21", data_source="127.0.0.21")
     check.login("alice", PASSWORD)
-    assert check.nlst("reports") == []  # the delete through b, seen by a
+    check.voidcmd("TYPE I")
+    with pytest.raises(ftplib.error_perm, match="^550"):  # the delete through b, seen by a
+        check.size("reports/q3.bin")
     check.quit()
+    assert s3_bucket.keys("alice/reports/") == []
 
 
 def test_an_address_locked_out_on_one_server_is_refused_by_the_other(start_server):
