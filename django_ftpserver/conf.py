@@ -61,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
     # a header; empty turns it off.
     "FTPSERVER_PROXY_PROTOCOL_TRUSTED": (),
     "FTPSERVER_PROXY_PROTOCOL_TIMEOUT": 5,
+    # Object storage (django_ftpserver.s3): multipart part size and parts in flight.
+    "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
+    "FTPSERVER_S3_UPLOAD_THREADS": 4,
 }
 
 
@@ -242,6 +245,16 @@ class Settings:
     def PROXY_PROTOCOL_TIMEOUT(self) -> float:
         """Seconds a trusted proxy has to send its whole header."""
         return float(get("FTPSERVER_PROXY_PROTOCOL_TIMEOUT"))
+
+    @property
+    def S3_PART_SIZE(self) -> int:
+        """Bytes per part of an upload to S3 (at least 5 MiB, S3's minimum)."""
+        return int(get("FTPSERVER_S3_PART_SIZE"))
+
+    @property
+    def S3_UPLOAD_THREADS(self) -> int:
+        """Parts of one upload sent at once; memory per upload is (this + 1) parts."""
+        return int(get("FTPSERVER_S3_UPLOAD_THREADS"))
 
 
 conf = Settings()
