@@ -57,7 +57,13 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_READ_LIMIT": None,
     "FTPSERVER_WRITE_LIMIT": None,
     "FTPSERVER_CREATE_HOME_DIRS": False,
+    # "standard" (write into the file named) or "atomic" (write beside it,
+    # move into place when complete); see uploads.py.
+    "FTPSERVER_UPLOAD_MODE": "standard",
 }
+
+#: The values of FTPSERVER_UPLOAD_MODE.
+UPLOAD_MODES = ("standard", "atomic")
 
 
 _values: dict[str, Any] = {}
@@ -221,6 +227,10 @@ class Settings:
     @property
     def CREATE_HOME_DIRS(self) -> bool:
         return bool(get("FTPSERVER_CREATE_HOME_DIRS"))
+
+    @property
+    def UPLOAD_MODE(self) -> str:
+        return get("FTPSERVER_UPLOAD_MODE")
 
 
 conf = Settings()
