@@ -60,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
     # "standard" (write into the file named) or "atomic" (write beside it,
     # move into place when complete); see uploads.py.
     "FTPSERVER_UPLOAD_MODE": "standard",
+    # Object storage (django_ftpserver.s3): multipart part size and parts in flight.
+    "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
+    "FTPSERVER_S3_UPLOAD_THREADS": 4,
 }
 
 #: The values of FTPSERVER_UPLOAD_MODE.
@@ -231,6 +234,16 @@ class Settings:
     @property
     def UPLOAD_MODE(self) -> str:
         return get("FTPSERVER_UPLOAD_MODE")
+
+    @property
+    def S3_PART_SIZE(self) -> int:
+        """Bytes per part of an upload to S3 (at least 5 MiB, S3's minimum)."""
+        return int(get("FTPSERVER_S3_PART_SIZE"))
+
+    @property
+    def S3_UPLOAD_THREADS(self) -> int:
+        """Parts of one upload sent at once; memory per upload is (this + 1) parts."""
+        return int(get("FTPSERVER_S3_UPLOAD_THREADS"))
 
 
 conf = Settings()
