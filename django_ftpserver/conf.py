@@ -61,10 +61,16 @@ DEFAULTS: dict[str, Any] = {
     # a header; empty turns it off.
     "FTPSERVER_PROXY_PROTOCOL_TRUSTED": (),
     "FTPSERVER_PROXY_PROTOCOL_TIMEOUT": 5,
+    # "standard" (write into the file named) or "atomic" (write beside it,
+    # move into place when complete); see uploads.py.
+    "FTPSERVER_UPLOAD_MODE": "standard",
     # Object storage (django_ftpserver.s3): multipart part size and parts in flight.
     "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
     "FTPSERVER_S3_UPLOAD_THREADS": 4,
 }
+
+#: The values of FTPSERVER_UPLOAD_MODE.
+UPLOAD_MODES = ("standard", "atomic")
 
 
 _values: dict[str, Any] = {}
@@ -245,6 +251,10 @@ class Settings:
     def PROXY_PROTOCOL_TIMEOUT(self) -> float:
         """Seconds a trusted proxy has to send its whole header."""
         return float(get("FTPSERVER_PROXY_PROTOCOL_TIMEOUT"))
+
+    @property
+    def UPLOAD_MODE(self) -> str:
+        return get("FTPSERVER_UPLOAD_MODE")
 
     @property
     def S3_PART_SIZE(self) -> int:
