@@ -621,8 +621,8 @@ class DataConnectionGuardMixin:
 
     def process_command(self, cmd: str, *args: Any, **kwargs: Any) -> None:
         super().process_command(cmd, *args, **kwargs)
-        queued = self._in_dtp_queue is not None or self._out_dtp_queue is not None
-        if queued and not self._data_connection_pending():
+        queued = getattr(self, "_in_dtp_queue", None) or getattr(self, "_out_dtp_queue", None)
+        if queued is not None and not self._closed and not self._data_connection_pending():
             self._fail_queued_transfer(self.no_data_connection_reply)
 
     def data_connection_lost(self) -> None:
