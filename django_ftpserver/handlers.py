@@ -42,6 +42,7 @@ from .dispatch import signal_sender_of
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 from .prechecks import PreSignalMixin
+from .uploads import UploadDTPMixin, UploadMixin
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class ResetAwareDTPMixin:
         super().handle_close()
 
 
-class DjangoDTPHandler(ResetAwareDTPMixin, DTPHandler):
+class DjangoDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, DTPHandler):
     """Plain data channel of ``DjangoFTPHandler``.
 
     Reads and ``sendfile()``s 256 KB at a time instead of pyftpdlib's 64 KB:
@@ -121,7 +122,7 @@ class DjangoDTPHandler(ResetAwareDTPMixin, DTPHandler):
     ac_out_buffer_size = 262144
 
 
-class DjangoThrottledDTPHandler(ResetAwareDTPMixin, ThrottledDTPHandler):
+class DjangoThrottledDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, ThrottledDTPHandler):
     """Bandwidth-limited data channel (``read_limit``/``write_limit``)."""
 
 
@@ -635,9 +636,14 @@ class DataConnectionGuardMixin:
             file, cmd = self._in_dtp_queue
             self._in_dtp_queue = None
             file.close()
+            name = file.name
+            upload = getattr(self, "_upload", None)
+            if upload is not None and upload.file is file:  # see uploads.UploadMixin
+                self.finish_upload(upload, False)
+                name = upload.target
             self.respond(reply, logfun=logger.info)
-            self.log_transfer(cmd, file.name, True, False, 0.0, 0)
-            self.on_incomplete_file_received(file.name)
+            self.log_transfer(cmd, name, True, False, 0.0, 0)
+            self.on_incomplete_file_received(name)
         elif self._out_dtp_queue is not None:
             _data, _isproducer, file, cmd = self._out_dtp_queue
             self._out_dtp_queue = None
@@ -656,6 +662,7 @@ class DjangoHandlerMixin(
     LoginGuardMixin,
     HomeDirMixin,
     PreSignalMixin,
+    UploadMixin,
     DataConnectionGuardMixin,
 ):
     """Everything the app adds to a pyftpdlib control handler, in order.
