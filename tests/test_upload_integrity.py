@@ -196,3 +196,19 @@ def test_reset_racing_the_command_is_answered(
     recorder.settle()
     assert recorder.of("ftp_file_received") == []
     ftp.quit()
+
+
+def test_early_resets_of_atomic_uploads_leave_nothing(
+    settings, ftp_server, account, home, recorder
+):
+    settings.FTPSERVER_UPLOAD_MODE = "atomic"
+    ftp = ftp_server.connect("alice")
+    ftp.voidcmd("TYPE I")
+    started = 0
+    for _ in range(20):
+        replies = _reset_with_the_command(ftp)
+        assert replies[-1][:3] in ("425", "426"), replies
+        started += len(replies) == 2
+    recorder.wait("ftp_file_received_incomplete", count=started)
+    assert sorted(os.listdir(home)) == []  # no temporary file, no target
+    ftp.quit()
