@@ -506,6 +506,19 @@ class LoginGuardMixin:
                 username=username,
             )
 
+    def add_channel(self, map: Any = None, events: Any = None) -> None:
+        # pyftpdlib's delayed reply to a failed login re-registers the
+        # socket first and only then checks whether the session was closed
+        # meanwhile: a client that sent ``PASS wrong`` and ``QUIT`` in one
+        # packet got its session closed before the reply was due, and the
+        # callback raised EBADF (a traceback in the log), or worse,
+        # registered a descriptor number the kernel had given to another
+        # connection since. A closed session registers nothing; the rest of
+        # the callback (no reply, ``ftp_login_failed``) still runs.
+        if self._closed:
+            return
+        super().add_channel(map, events)
+
     def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
         # Before the 230 goes out. The password was right even if the login
         # is refused further on (home directory): the typos stop counting.
