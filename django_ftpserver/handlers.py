@@ -766,6 +766,23 @@ if HAS_TLS:
 
         dtp_handler = DjangoTLS_DTPHandler
 
+        def ftp_AUTH(self, line: str) -> None:
+            # Bytes the client sent behind ``AUTH TLS``, before the 234, were
+            # read in clear with it: pyftpdlib ran them as commands, as if
+            # they had come inside TLS (plain-text command injection), and
+            # a pipelined ClientHello was lost, the session hanging until its
+            # idle timeout. RFC 4217 has the client wait for the 234: such a
+            # connection is closed, with one line in the log.
+            super().ftp_AUTH(line)
+            if self.ac_in_buffer and isinstance(self.socket, SSL.Connection):
+                self.ac_in_buffer = b""
+                logger.warning(
+                    "FTP client %s:%s sent data behind AUTH TLS before the reply: closing",
+                    self.remote_ip,
+                    self.remote_port,
+                )
+                self.close()
+
         def ftp_PROT(self, line: str) -> None:
             # pyftpdlib accepts PROT C even when it will refuse every clear
             # data connection; say so at once (RFC 4217: 534, policy).

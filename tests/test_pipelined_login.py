@@ -203,7 +203,7 @@ PIPELINES = [
         b"SYST\r\nFEAT\r\nNOOP\r\n" + LOGIN + b"PWD\r\nTYPE I\r\nCWD /\r\nNOOP\r\nQUIT\r\n",
         "read",
     ),
-    ("auth-tls-then-garbage", b"AUTH TLS\r\n\x16\x03\x01garbage\xff\x00\r\n", "read"),
+    ("auth-tls-then-garbage", b"AUTH TLS\r\n\x16\x03\x01garbage\xff\x00\r\nQUIT\r\n", "read"),
     ("rein-mid-login", b"USER alice\r\nREIN\r\nPASS x\r\nQUIT\r\n", "read"),
     ("rein-after-pass", LOGIN + b"REIN\r\nPWD\r\nQUIT\r\n", "read"),
     ("pasv-quit", LOGIN + b"PASV\r\nQUIT\r\n", "read"),
@@ -248,7 +248,7 @@ def test_pipelines_around_the_login(
     data = run_pipeline(ftp_server, packet, leave)
     if leave == "read":
         assert data.startswith(b"220")
-        if b"QUIT" in packet and b"AUTH TLS" not in packet:
+        if b"QUIT" in packet:
             assert b"\r\n221 " in data, data
     quiet_and_serving(ftp_server, server_log)
 
@@ -308,3 +308,21 @@ def test_random_pipelines(settings, ftp_server, account, fast_failures, server_l
         assert tracebacks(server_log) == [], (round_, packet)
     quiet_and_serving(ftp_server, server_log)
     assert time.monotonic() - started < 600
+
+
+@pytest.mark.parametrize("leave", ["read", "reset"])
+def test_auth_tls_then_garbage_on_ftps(
+    leave, server_factory, account, certificate, fast_failures, server_log
+):
+    """Not a TLS handshake after ``234``: the connection ends, quietly."""
+    server = server_factory(certfile=str(certificate.certfile), keyfile=str(certificate.keyfile))
+    # (A TLS record header with a long length would make it wait for the
+    # rest of the record, until the idle timeout, as for any slow client.)
+    packet = b"AUTH TLS\r\n\x16\x03\x01\x00\x05hello\r\n" + LOGIN + b"QUIT\r\n"
+    data = run_pipeline(server, packet, leave)
+    if leave == "read":
+        assert data.startswith(b"220") and data.endswith(b"\r\n234 AUTH TLS successful.\r\n")
+        # Read in clear behind AUTH: never run as if sent inside TLS.
+        wait_until(lambda: "sent data behind AUTH TLS" in server_log.text, 30, "the log line")
+        assert "logged in" not in server_log.text
+    quiet_and_serving(server, server_log, tls=certificate)
