@@ -15,6 +15,8 @@ E005   ``FTPSERVER_HOST`` or ``FTPSERVER_PORT`` has a wrong type or range
 E006   ``FTPSERVER_TIMEOUT`` is negative or not a number
 E007   ``FTPSERVER_AUTH_CACHE_TIMEOUT`` is negative or not a number
 E008   ``FTPSERVER_MASQUERADE_ADDRESS`` is not an IPv4 address
+E009   ``FTPSERVER_METRICS_ADDRESS`` is not "HOST:PORT"
+E010   ``FTPSERVER_METRICS_ADDRESS`` is set but prometheus_client is missing
 W001   listening beyond loopback without TLS: passwords travel in clear
 W002   a certificate is configured but TLS is not required
 =====  ==============================================================
@@ -305,3 +307,34 @@ def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             id="django_ftpserver.W003",
         )
     ]
+
+
+@register(TAG)
+def check_metrics_address(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E009: ``FTPSERVER_METRICS_ADDRESS`` is "HOST:PORT"; E010: prometheus_client is there."""
+    from .utils import parse_address
+
+    value = _setting("FTPSERVER_METRICS_ADDRESS")
+    if value is None:
+        return []
+    try:
+        parse_address(value)
+    except ValueError as exc:
+        return [
+            Error(
+                f"FTPSERVER_METRICS_ADDRESS: {exc}.",
+                hint="e.g. '127.0.0.1:9100', or '0.0.0.0:9100' for a scraper on another host.",
+                id="django_ftpserver.E009",
+            )
+        ]
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return [
+            Error(
+                "FTPSERVER_METRICS_ADDRESS is set but prometheus_client is not installed.",
+                hint="pip install 'django-ftpserver[metrics]'",
+                id="django_ftpserver.E010",
+            )
+        ]
+    return []

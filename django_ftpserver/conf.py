@@ -57,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_READ_LIMIT": None,
     "FTPSERVER_WRITE_LIMIT": None,
     "FTPSERVER_CREATE_HOME_DIRS": False,
+    # Operations endpoint (/metrics, /healthz, /readyz): "HOST:PORT" or None.
+    "FTPSERVER_METRICS_ADDRESS": None,
 }
 
 
@@ -221,6 +223,11 @@ class Settings:
     @property
     def CREATE_HOME_DIRS(self) -> bool:
         return bool(get("FTPSERVER_CREATE_HOME_DIRS"))
+
+    @property
+    def METRICS_ADDRESS(self) -> str | tuple[str, int] | None:
+        """Where to serve /metrics, /healthz and /readyz; ``None``: nowhere."""
+        return get("FTPSERVER_METRICS_ADDRESS")
 
 
 conf = Settings()

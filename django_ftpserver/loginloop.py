@@ -28,6 +28,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from pyftpdlib.ioloop import timer
+
 from . import signals
 from .dispatch import signal_sender_of
 
@@ -61,6 +63,8 @@ class LoginLoopMixin:
     _held_lines: list[tuple[bytes, bool]] | None = None  # received since the move began
     _closed_on_loop = False
     _deferred_signals: list[tuple[Any, str, dict[str, Any]]] | None = None
+    #: When the held ``PASS`` arrived (``timer()``), for the login duration metric.
+    login_started: float | None = None
 
     @classmethod
     def can_serve_on_loop(cls) -> bool:
@@ -86,6 +90,7 @@ class LoginLoopMixin:
                 super().found_terminator()
                 return
             self._held_lines = []
+            self.login_started = timer()  # metrics: the login's wait for a worker counts
         self._held_lines.append((data, discarding))
         self._in_buffer = []
         self._in_buffer_len = 0

@@ -27,6 +27,7 @@ import os
 import select
 import signal
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,12 @@ class DjangoFTPServer(ThreadedFTPServer):
 
     #: Seconds a session thread with nothing to serve waits before ending.
     thread_idle_timeout = 60.0
+
+    #: The server's ``metrics.ServerMetrics`` when metrics are on (``--metrics``).
+    metrics: Any = None
+
+    #: ``time.monotonic()`` of the accepting loop's last turn (``health.liveness``).
+    loop_heartbeat: float | None = None
 
     #: Longest sleep of an idle session's loop. Shutdown wakes the loops
     #: through a pipe registered in each of them, so they need not wake up
@@ -460,6 +467,9 @@ class FTPServerConfig:
     max_login_attempts: int | None = None
     read_limit: int | None = None
     write_limit: int | None = None
+    #: ``(host, port)`` or ``"HOST:PORT"`` of /metrics, /healthz and /readyz;
+    #: None reads FTPSERVER_METRICS_ADDRESS (unset: no such endpoint).
+    metrics_address: tuple[str, int] | str | None = None
     handler_options: dict[str, Any] = field(default_factory=dict)
 
     _LIMITS = (
@@ -482,6 +492,8 @@ class FTPServerConfig:
         for name in self._LIMITS:
             if getattr(self, name) is None:
                 setattr(self, name, getattr(conf, name.upper()))
+        if self.metrics_address is None:
+            self.metrics_address = conf.METRICS_ADDRESS
 
     @property
     def use_tls(self) -> bool:
@@ -542,6 +554,13 @@ class FTPServerConfig:
         errors = lockout.check_settings()
         if errors:
             raise ConfigError(errors[0])
+        if self.metrics_address is not None:
+            try:
+                self.metrics_address = utils.parse_address(self.metrics_address)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"metrics address (--metrics, FTPSERVER_METRICS_ADDRESS): {exc}"
+                ) from None
 
 
 def _openssl_reason(exc: Exception) -> str:
@@ -609,6 +628,7 @@ class FTPServerRunner:
         self._address: tuple[str, int] | None = None
         self._stop = threading.Event()
         self._previous_handlers: dict[int, Any] | None = None
+        self.operations: Any = None  # opsserver.OperationsServer with metrics on
 
     def handler_options(self) -> dict[str, Any]:
         config = self.config
@@ -667,9 +687,37 @@ class FTPServerRunner:
             except Exception as exc:
                 server.close_all()
                 raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
+        if config.metrics_address is not None:
+            try:
+                self.operations = self._operations_server(server, config.metrics_address)
+            except BaseException:
+                server.close_all()
+                raise
         self._server = server
         self._address = tuple(server.address[:2])
         return server
+
+    @staticmethod
+    def _operations_server(server: Any, address: tuple[str, int]) -> Any:
+        """Count the server's events; bind /metrics, /healthz and /readyz on ``address``."""
+        from .metrics import ServerMetrics, with_metrics
+        from .opsserver import OperationsServer
+
+        try:
+            metrics = ServerMetrics(known_commands=server.handler.proto_cmds)
+        except ImportError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            operations = OperationsServer(address, server, metrics)
+        except OSError as exc:
+            host, port = address
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        # ``server.handler`` is make_server's fresh subclass: no class leaks.
+        server.handler = with_metrics(server.handler)
+        server.metrics = metrics
+        return operations
 
     @property
     def server(self) -> Any:
@@ -724,14 +772,24 @@ class FTPServerRunner:
             dispatch.send(signal, sender=signal_sender, server=server, host=host, port=port)
 
         self.install_signal_handlers()
+        operations = self.operations
         try:
+            server.loop_heartbeat = time.monotonic()
+            if operations is not None:
+                operations.start()
             announce(signals.ftp_server_started, "started")
             loop = server.ioloop.loop
+            monotonic = time.monotonic
             while not self._stop.is_set():
                 loop(self.poll_interval, blocking=False)
+                server.loop_heartbeat = monotonic()
         finally:
             try:
                 server.close_all()
             finally:
-                announce(signals.ftp_server_stopped, "stopped")
-                self._restore_signal_handlers()
+                try:
+                    if operations is not None:
+                        operations.close()
+                finally:
+                    announce(signals.ftp_server_stopped, "stopped")
+                    self._restore_signal_handlers()

@@ -217,3 +217,23 @@ def test_w003_not_for_a_shared_cache(settings, tmp_path):
     assert checks.check_lockout_cache() == []
     settings.FTPSERVER_LOCKOUT_CACHE = "local"
     assert ids(checks.check_lockout_cache()) == ["django_ftpserver.W003"]
+
+
+@pytest.mark.parametrize("value", ["nope", "127.0.0.1:70000", "::1:9100", 3.5])
+def test_e009_bad_metrics_address(settings, value):
+    settings.FTPSERVER_METRICS_ADDRESS = value
+    assert ids(checks.check_metrics_address()) == ["django_ftpserver.E009"]
+
+
+@pytest.mark.parametrize("value", [None, "127.0.0.1:9100", "[::1]:9100", "9100"])
+def test_e009_good_metrics_address(settings, value):
+    settings.FTPSERVER_METRICS_ADDRESS = value
+    assert checks.check_metrics_address() == []
+
+
+def test_e010_metrics_without_prometheus_client(settings, monkeypatch):
+    settings.FTPSERVER_METRICS_ADDRESS = "127.0.0.1:9100"
+    monkeypatch.setitem(__import__("sys").modules, "prometheus_client", None)
+    messages = checks.check_metrics_address()
+    assert ids(messages) == ["django_ftpserver.E010"]
+    assert "django-ftpserver[metrics]" in messages[0].hint
