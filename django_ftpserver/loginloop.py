@@ -40,9 +40,13 @@ PRE_LOGIN_HOOKS = ("on_connect", "on_disconnect", "handle", "ftp_USER")
 
 @functools.cache
 def _only_own_pre_login_hooks(cls: type) -> bool:
-    for name in PRE_LOGIN_HOOKS:
-        owner = next(klass for klass in cls.__mro__ if name in klass.__dict__)
-        if not owner.__module__.startswith(("django_ftpserver.", "pyftpdlib.")):
+    # Every class of the MRO, not only the first owner of a hook: the
+    # server puts mixins of its own in front of a project's class (metrics,
+    # session tracking), and they call the project's hook through super().
+    for klass in cls.__mro__:
+        if klass.__module__.startswith(("django_ftpserver.", "pyftpdlib.", "builtins")):
+            continue
+        if any(name in klass.__dict__ for name in PRE_LOGIN_HOOKS):
             return False  # a project's own pre-login hook: it may query
     return True
 
