@@ -292,3 +292,17 @@ def test_missing_prometheus_client_is_one_line(monkeypatch, transactional_db):
     monkeypatch.setitem(__import__("sys").modules, "prometheus_client", None)
     with pytest.raises(CommandError, match=r"pip install 'django-ftpserver\[metrics\]'"):
         call_command("ftpserver", "127.0.0.1:0", metrics="127.0.0.1:0")
+
+
+def test_a_project_pre_login_hook_still_runs_on_a_session_thread(server_factory, settings):
+    """--metrics puts a mixin in front of the handler class: the project's hook is still seen."""
+    from .test_login_loop import OwnConnectHandler
+
+    settings.FTPSERVER_HANDLER = OwnConnectHandler
+    OwnConnectHandler.threads.clear()
+    running = server_factory(metrics="127.0.0.1:0")
+    assert not running.runner.server.handler.can_serve_on_loop()
+    client = running.connect()
+    client.voidcmd("NOOP")
+    client.quit()
+    assert OwnConnectHandler.threads and OwnConnectHandler.threads[0].startswith("ftp-session")
