@@ -306,3 +306,23 @@ def test_a_project_pre_login_hook_still_runs_on_a_session_thread(server_factory,
     client.voidcmd("NOOP")
     client.quit()
     assert OwnConnectHandler.threads and OwnConnectHandler.threads[0].startswith("ftp-session")
+
+
+def test_a_login_refused_by_policy_counts_as_refused(metrics_server, account):
+    from django.core.exceptions import PermissionDenied
+
+    from django_ftpserver import signals
+
+    def refuse(sender, **kwargs):
+        raise PermissionDenied("Not during maintenance.")
+
+    signals.ftp_pre_login.connect(refuse, weak=False)
+    try:
+        reply = try_login(metrics_server.host, metrics_server.port)
+    finally:
+        signals.ftp_pre_login.disconnect(refuse)
+    assert reply.startswith("530 Not during maintenance"), reply
+    samples = no_sessions_left(metrics_server)
+    assert value(samples, "ftpserver_logins_total", result="refused") == 1
+    assert value(samples, "ftpserver_logins_total", result="ok") == 0
+    assert commands(samples)[("PASS", "5xx")] == 1
