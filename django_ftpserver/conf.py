@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_CREATE_HOME_DIRS": False,
     # Operations endpoint (/metrics, /healthz, /readyz): "HOST:PORT" or None.
     "FTPSERVER_METRICS_ADDRESS": None,
+    # Object storage (django_ftpserver.s3): multipart part size and parts in flight.
+    "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
+    "FTPSERVER_S3_UPLOAD_THREADS": 4,
 }
 
 
@@ -228,6 +231,16 @@ class Settings:
     def METRICS_ADDRESS(self) -> str | tuple[str, int] | None:
         """Where to serve /metrics, /healthz and /readyz; ``None``: nowhere."""
         return get("FTPSERVER_METRICS_ADDRESS")
+
+    @property
+    def S3_PART_SIZE(self) -> int:
+        """Bytes per part of an upload to S3 (at least 5 MiB, S3's minimum)."""
+        return int(get("FTPSERVER_S3_PART_SIZE"))
+
+    @property
+    def S3_UPLOAD_THREADS(self) -> int:
+        """Parts of one upload sent at once; memory per upload is (this + 1) parts."""
+        return int(get("FTPSERVER_S3_UPLOAD_THREADS"))
 
 
 conf = Settings()
