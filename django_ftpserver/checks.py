@@ -15,8 +15,9 @@ E005   ``FTPSERVER_HOST`` or ``FTPSERVER_PORT`` has a wrong type or range
 E006   ``FTPSERVER_TIMEOUT`` is negative or not a number
 E007   ``FTPSERVER_AUTH_CACHE_TIMEOUT`` is negative or not a number
 E008   ``FTPSERVER_MASQUERADE_ADDRESS`` is not an IPv4 address
-E009   ``FTPSERVER_METRICS_ADDRESS`` is not "HOST:PORT"
-E010   ``FTPSERVER_METRICS_ADDRESS`` is set but prometheus_client is missing
+E009   ``FTPSERVER_UPLOAD_MODE`` is neither ``"standard"`` nor ``"atomic"``
+E030   ``FTPSERVER_METRICS_ADDRESS`` is not "HOST:PORT"
+E031   ``FTPSERVER_METRICS_ADDRESS`` is set but prometheus_client is missing
 W001   listening beyond loopback without TLS: passwords travel in clear
 W002   a certificate is configured but TLS is not required
 =====  ==============================================================
@@ -214,6 +215,23 @@ def check_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 
 @register(TAG)
+def check_upload_mode(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E009: the upload mode is one of those the handler knows."""
+    value = _setting("FTPSERVER_UPLOAD_MODE")
+    if value in conf_module.UPLOAD_MODES:
+        return []
+    return [
+        Error(
+            f"FTPSERVER_UPLOAD_MODE must be one of {', '.join(conf_module.UPLOAD_MODES)}, "
+            f"not {value!r}.",
+            hint='"standard" writes into the file named; "atomic" moves the file into '
+            "place once complete.",
+            id="django_ftpserver.E009",
+        )
+    ]
+
+
+@register(TAG)
 def check_masquerade_address(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E008: PASV replies carry an IPv4 address, so the masquerade address is one."""
     value = _setting("FTPSERVER_MASQUERADE_ADDRESS")
@@ -319,7 +337,7 @@ def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 
 @register(TAG)
 def check_metrics_address(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """E009: ``FTPSERVER_METRICS_ADDRESS`` is "HOST:PORT"; E010: prometheus_client is there."""
+    """E030: ``FTPSERVER_METRICS_ADDRESS`` is "HOST:PORT"; E031: prometheus_client is there."""
     from .utils import parse_address
 
     value = _setting("FTPSERVER_METRICS_ADDRESS")
@@ -332,7 +350,7 @@ def check_metrics_address(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             Error(
                 f"FTPSERVER_METRICS_ADDRESS: {exc}.",
                 hint="e.g. '127.0.0.1:9100', or '0.0.0.0:9100' for a scraper on another host.",
-                id="django_ftpserver.E009",
+                id="django_ftpserver.E030",
             )
         ]
     try:
@@ -342,7 +360,7 @@ def check_metrics_address(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             Error(
                 "FTPSERVER_METRICS_ADDRESS is set but prometheus_client is not installed.",
                 hint="pip install 'django-ftpserver[metrics]'",
-                id="django_ftpserver.E010",
+                id="django_ftpserver.E031",
             )
         ]
     return []

@@ -59,10 +59,16 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_CREATE_HOME_DIRS": False,
     # Operations endpoint (/metrics, /healthz, /readyz): "HOST:PORT" or None.
     "FTPSERVER_METRICS_ADDRESS": None,
+    # "standard" (write into the file named) or "atomic" (write beside it,
+    # move into place when complete); see uploads.py.
+    "FTPSERVER_UPLOAD_MODE": "standard",
     # Object storage (django_ftpserver.s3): multipart part size and parts in flight.
     "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
     "FTPSERVER_S3_UPLOAD_THREADS": 4,
 }
+
+#: The values of FTPSERVER_UPLOAD_MODE.
+UPLOAD_MODES = ("standard", "atomic")
 
 
 _values: dict[str, Any] = {}
@@ -231,6 +237,10 @@ class Settings:
     def METRICS_ADDRESS(self) -> str | tuple[str, int] | None:
         """Where to serve /metrics, /healthz and /readyz; ``None``: nowhere."""
         return get("FTPSERVER_METRICS_ADDRESS")
+
+    @property
+    def UPLOAD_MODE(self) -> str:
+        return get("FTPSERVER_UPLOAD_MODE")
 
     @property
     def S3_PART_SIZE(self) -> int:

@@ -182,6 +182,15 @@ def test_e008_masquerade_address_is_ipv4(settings):
     assert checks.check_masquerade_address() == []
 
 
+@pytest.mark.parametrize("value", ["Atomic", "fast", 1])
+def test_e009_upload_mode(settings, value):
+    settings.FTPSERVER_UPLOAD_MODE = value
+    assert ids(checks.check_upload_mode()) == ["django_ftpserver.E009"]
+    for good in ("standard", "atomic", None):
+        settings.FTPSERVER_UPLOAD_MODE = good
+        assert checks.check_upload_mode() == []
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "", "::", "192.0.2.10", "ftp.example.com"])
 def test_w001_exposed_without_tls(settings, host):
     settings.FTPSERVER_HOST = host
@@ -255,20 +264,20 @@ def test_w003_not_for_a_shared_cache(settings, tmp_path):
 
 
 @pytest.mark.parametrize("value", ["nope", "127.0.0.1:70000", "::1:9100", 3.5])
-def test_e009_bad_metrics_address(settings, value):
+def test_e030_bad_metrics_address(settings, value):
     settings.FTPSERVER_METRICS_ADDRESS = value
-    assert ids(checks.check_metrics_address()) == ["django_ftpserver.E009"]
+    assert ids(checks.check_metrics_address()) == ["django_ftpserver.E030"]
 
 
 @pytest.mark.parametrize("value", [None, "127.0.0.1:9100", "[::1]:9100", "9100"])
-def test_e009_good_metrics_address(settings, value):
+def test_e030_good_metrics_address(settings, value):
     settings.FTPSERVER_METRICS_ADDRESS = value
     assert checks.check_metrics_address() == []
 
 
-def test_e010_metrics_without_prometheus_client(settings, monkeypatch):
+def test_e031_metrics_without_prometheus_client(settings, monkeypatch):
     settings.FTPSERVER_METRICS_ADDRESS = "127.0.0.1:9100"
     monkeypatch.setitem(__import__("sys").modules, "prometheus_client", None)
     messages = checks.check_metrics_address()
-    assert ids(messages) == ["django_ftpserver.E010"]
+    assert ids(messages) == ["django_ftpserver.E031"]
     assert "django-ftpserver[metrics]" in messages[0].hint
