@@ -242,7 +242,7 @@ def test_liveness_fails_for_a_stuck_loop_and_a_closed_socket(metrics_server):
 def test_healthz_turns_503_when_the_loop_stops_turning(metrics_server):
     """A loop that stopped turning (a hung receiver, a deadlock) fails the probe."""
     server = metrics_server.runner.server
-    metrics_server.runner.operations.heartbeat_limit = 0.5
+    metrics_server.runner.operations.heartbeat_limit = 3.0
     entered, release = threading.Event(), threading.Event()
 
     def hang() -> None:
