@@ -230,8 +230,7 @@ def test_healthz_and_readyz(metrics_server):
 
 def test_liveness_fails_for_a_stuck_loop_and_a_closed_socket(metrics_server):
     server = metrics_server.runner.server
-    live, checks = health.liveness(server)
-    assert live, checks
+    wait_until(lambda: health.liveness(server)[0], what="the loop to start turning")
     live, checks = health.liveness(server, heartbeat_limit=-1)  # every turn is too old
     assert not live and checks["event_loop"]["ok"] is False
     metrics_server.stop()
