@@ -42,6 +42,7 @@ from .dispatch import signal_sender_of
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 from .prechecks import PreSignalMixin
+from .proxyprotocol import ProxyProtocolHandlerMixin
 from .uploads import UploadDTPMixin, UploadMixin
 
 logger = logging.getLogger(__name__)
@@ -682,6 +683,7 @@ class DataConnectionGuardMixin:
 
 class DjangoHandlerMixin(
     LoginLoopMixin,
+    ProxyProtocolHandlerMixin,
     SignalEmitterMixin,
     CommandLineGuardMixin,
     PathPermissionFactsMixin,
