@@ -22,6 +22,7 @@ E030   ``FTPSERVER_METRICS_ADDRESS`` is not "HOST:PORT"
 E031   ``FTPSERVER_METRICS_ADDRESS`` is set but prometheus_client is missing
 W001   listening beyond loopback without TLS: passwords travel in clear
 W002   a certificate is configured but TLS is not required
+W010   ``FTPSERVER_TLS_REQUIRE_SESSION_REUSE`` cannot apply (no TLS, or clear data allowed)
 =====  ==============================================================
 """
 
@@ -343,6 +344,30 @@ def check_tls_required(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
             hint="Remove the setting (TLS is required by default) unless you must serve "
             "clients that cannot do TLS.",
             id="django_ftpserver.W002",
+        )
+    ]
+
+
+@register(TAG, Tags.security)
+def check_session_reuse(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W010: requiring TLS session reuse needs TLS, and covers protected data only."""
+    if not _setting("FTPSERVER_TLS_REQUIRE_SESSION_REUSE"):
+        return []
+    if not _setting("FTPSERVER_CERTFILE"):
+        problem = "has no effect without a certificate (FTPSERVER_CERTFILE): there is no TLS"
+    elif not _setting("FTPSERVER_TLS_DATA_REQUIRED"):
+        problem = (
+            "does not cover clear data connections, which FTPSERVER_TLS_DATA_REQUIRED = False "
+            "allows (PROT C)"
+        )
+    else:
+        return []
+    return [
+        Warning(
+            f"FTPSERVER_TLS_REQUIRE_SESSION_REUSE {problem}.",
+            hint="Configure a certificate and keep FTPSERVER_TLS_DATA_REQUIRED on, or remove "
+            "FTPSERVER_TLS_REQUIRE_SESSION_REUSE.",
+            id="django_ftpserver.W010",
         )
     ]
 

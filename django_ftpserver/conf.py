@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_AUTH_WORKERS": None,
     "FTPSERVER_TLS_CONTROL_REQUIRED": True,
     "FTPSERVER_TLS_DATA_REQUIRED": True,
+    "FTPSERVER_TLS_REQUIRE_SESSION_REUSE": False,
     # Brute-force lockout (see lockout.py); FAILURES = 0 turns it off.
     "FTPSERVER_LOCKOUT_FAILURES": 10,
     "FTPSERVER_LOCKOUT_WINDOW": 900,
@@ -196,6 +197,10 @@ class Settings:
     @property
     def TLS_DATA_REQUIRED(self) -> bool:
         return bool(get("FTPSERVER_TLS_DATA_REQUIRED"))
+
+    @property
+    def TLS_REQUIRE_SESSION_REUSE(self) -> bool:
+        return bool(get("FTPSERVER_TLS_REQUIRE_SESSION_REUSE"))
 
     @property
     def LOCKOUT_FAILURES(self) -> int:

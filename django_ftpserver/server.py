@@ -409,7 +409,9 @@ class DjangoFTPServer(ThreadedFTPServer):
             thread = threading.Thread(target=self._session_thread, name="ftp-session")
             thread.daemon = True
             self._session_threads.add(thread)
-        thread.start()
+            # Started under the lock: close_all() joins the threads of the
+            # set, and joining one not started yet raises.
+            thread.start()
 
     def _next_session(self) -> Any:
         """The next task to run, or ``None`` when this thread is to end."""
@@ -763,6 +765,7 @@ class FTPServerRunner:
             options["keyfile"] = config.keyfile or config.certfile
             options["tls_control_required"] = conf.TLS_CONTROL_REQUIRED
             options["tls_data_required"] = conf.TLS_DATA_REQUIRED
+            options["tls_require_session_reuse"] = conf.TLS_REQUIRE_SESSION_REUSE
         if config.sendfile is not None:
             # pyftpdlib's name; 1.0 set ``sendfile``, which pyftpdlib ignores.
             options["use_sendfile"] = bool(config.sendfile)

@@ -227,6 +227,21 @@ def test_w002_tls_not_required(settings, certificate):
     assert checks.check_tls_required() == []
 
 
+def test_w010_session_reuse_needs_tls_on_data(settings):
+    assert checks.check_session_reuse() == []  # off
+    settings.FTPSERVER_TLS_REQUIRE_SESSION_REUSE = True
+    settings.FTPSERVER_CERTFILE = None
+    messages = checks.check_session_reuse()
+    assert ids(messages) == ["django_ftpserver.W010"]
+    assert "without a certificate" in messages[0].msg
+    settings.FTPSERVER_CERTFILE = "/etc/ssl/cert.pem"
+    assert checks.check_session_reuse() == []
+    settings.FTPSERVER_TLS_DATA_REQUIRED = False
+    messages = checks.check_session_reuse()
+    assert ids(messages) == ["django_ftpserver.W010"]
+    assert "clear data connections" in messages[0].msg
+
+
 def test_manage_py_check(settings):
     call_command("check", stdout=StringIO())  # defaults: no issue
     settings.FTPSERVER_HOST = "0.0.0.0"
