@@ -18,8 +18,11 @@ E008   ``FTPSERVER_MASQUERADE_ADDRESS`` is not an IPv4 address
 E009   ``FTPSERVER_UPLOAD_MODE`` is neither ``"standard"`` nor ``"atomic"``
 E011   ``FTPSERVER_PROXY_PROTOCOL_TRUSTED`` holds something not an address or network
 E012   ``FTPSERVER_PROXY_PROTOCOL_TIMEOUT`` is not a number of seconds above 0
+E030   ``FTPSERVER_METRICS_ADDRESS`` is not "HOST:PORT"
+E031   ``FTPSERVER_METRICS_ADDRESS`` is set but prometheus_client is missing
 W001   listening beyond loopback without TLS: passwords travel in clear
 W002   a certificate is configured but TLS is not required
+W010   ``FTPSERVER_TLS_REQUIRE_SESSION_REUSE`` cannot apply (no TLS, or clear data allowed)
 =====  ==============================================================
 """
 
@@ -345,6 +348,30 @@ def check_tls_required(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
     ]
 
 
+@register(TAG, Tags.security)
+def check_session_reuse(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W010: requiring TLS session reuse needs TLS, and covers protected data only."""
+    if not _setting("FTPSERVER_TLS_REQUIRE_SESSION_REUSE"):
+        return []
+    if not _setting("FTPSERVER_CERTFILE"):
+        problem = "has no effect without a certificate (FTPSERVER_CERTFILE): there is no TLS"
+    elif not _setting("FTPSERVER_TLS_DATA_REQUIRED"):
+        problem = (
+            "does not cover clear data connections, which FTPSERVER_TLS_DATA_REQUIRED = False "
+            "allows (PROT C)"
+        )
+    else:
+        return []
+    return [
+        Warning(
+            f"FTPSERVER_TLS_REQUIRE_SESSION_REUSE {problem}.",
+            hint="Configure a certificate and keep FTPSERVER_TLS_DATA_REQUIRED on, or remove "
+            "FTPSERVER_TLS_REQUIRE_SESSION_REUSE.",
+            id="django_ftpserver.W010",
+        )
+    ]
+
+
 @register(TAG, Tags.security, deploy=True)
 def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """W003: lockouts in a process-local cache are per process and out of the commands' reach.
@@ -370,6 +397,37 @@ def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             id="django_ftpserver.W003",
         )
     ]
+
+
+@register(TAG)
+def check_metrics_address(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E030: ``FTPSERVER_METRICS_ADDRESS`` is "HOST:PORT"; E031: prometheus_client is there."""
+    from .utils import parse_address
+
+    value = _setting("FTPSERVER_METRICS_ADDRESS")
+    if value is None:
+        return []
+    try:
+        parse_address(value)
+    except ValueError as exc:
+        return [
+            Error(
+                f"FTPSERVER_METRICS_ADDRESS: {exc}.",
+                hint="e.g. '127.0.0.1:9100', or '0.0.0.0:9100' for a scraper on another host.",
+                id="django_ftpserver.E030",
+            )
+        ]
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return [
+            Error(
+                "FTPSERVER_METRICS_ADDRESS is set but prometheus_client is not installed.",
+                hint="pip install 'django-ftpserver[metrics]'",
+                id="django_ftpserver.E031",
+            )
+        ]
+    return []
 
 
 @register(TAG)
