@@ -15,6 +15,8 @@ E005   ``FTPSERVER_HOST`` or ``FTPSERVER_PORT`` has a wrong type or range
 E006   ``FTPSERVER_TIMEOUT`` is negative or not a number
 E007   ``FTPSERVER_AUTH_CACHE_TIMEOUT`` is negative or not a number
 E008   ``FTPSERVER_MASQUERADE_ADDRESS`` is not an IPv4 address
+E011   a connection limit (``FTPSERVER_MAX_CONNECTIONS_PER_IP``, ``FTPSERVER_LOGIN_TIMEOUT``...)
+       is not a whole number in its range
 W001   listening beyond loopback without TLS: passwords travel in clear
 W002   a certificate is configured but TLS is not required
 =====  ==============================================================
@@ -228,6 +230,31 @@ def check_masquerade_address(app_configs: Any = None, **kwargs: Any) -> list[Che
             )
         ]
     return []
+
+
+@register(TAG, Tags.security)
+def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E011: each connection limit is a whole number in its range (``limits.LIMIT_RANGES``)."""
+    from .limits import LIMIT_RANGES, limit_problem
+
+    errors: list[CheckMessage] = []
+    for name in LIMIT_RANGES:
+        setting = f"FTPSERVER_{name.upper()}"
+        value = _setting(setting)
+        if value is None:
+            continue  # pyftpdlib's own value
+        problem = limit_problem(name, value)
+        if problem:
+            errors.append(
+                Error(
+                    f"{setting} {problem}.",
+                    hint="0 turns a limit off, except FTPSERVER_MAX_LOGIN_ATTEMPTS (1 or "
+                    "more) and FTPSERVER_MAX_UNAUTHENTICATED_PERCENT (1 to 100); see "
+                    "docs/security.rst for the defaults and how to tune them.",
+                    id="django_ftpserver.E011",
+                )
+            )
+    return errors
 
 
 def is_loopback(host: Any) -> bool:

@@ -21,6 +21,7 @@ Every event is also logged on this module's logger at DEBUG level.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -32,6 +33,7 @@ from django.dispatch import Signal
 from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.filesystems import AbstractedFS, UnixFilesystem
 from pyftpdlib.handlers import DTPHandler, FTPHandler, ThrottledDTPHandler
+from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
 from pyftpdlib.handlers.ftp.producers import BufferedIteratorProducer
 from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED
 from pyftpdlib.utils import strerror
@@ -39,6 +41,7 @@ from pyftpdlib.utils import strerror
 from . import dispatch, lockout, signals
 from .conf import conf
 from .dispatch import signal_sender_of
+from .limits import LoginLimitsMixin, note_refusal
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 
@@ -105,6 +108,38 @@ class DjangoDTPHandler(ResetAwareDTPMixin, DTPHandler):
 
     ac_in_buffer_size = 262144
     ac_out_buffer_size = 262144
+
+
+class QuietPassiveDTP(PassiveDTP):
+    """Passive data listener that refuses foreign addresses without a word to the session.
+
+    pyftpdlib refuses a data connection from an address other than the
+    client's (RFC 2577: someone else racing for the passive port), but
+    answers it with an unrequested ``425`` on the client's control
+    connection, which shifts every reply the client gets after it by one.
+    Here the intruder's connection is closed, the listener keeps waiting
+    for the client, and a warning is logged (at most once a minute).
+    """
+
+    def handle_accepted(self, sock: Any, addr: Any) -> None:
+        channel = self.cmd_channel
+        if (
+            channel.connected
+            and not channel.permit_foreign_addresses
+            and channel.remote_ip != addr[0]
+        ):
+            with contextlib.suppress(OSError):
+                sock.close()
+            note_refusal(
+                channel.server,
+                "foreign_data_connection",
+                "FTP data connection from %s:%s refused: the session's client is %s",
+                addr[0],
+                addr[1],
+                channel.remote_ip,
+            )
+            return None
+        return super().handle_accepted(sock, addr)
 
 
 class DjangoThrottledDTPHandler(ResetAwareDTPMixin, ThrottledDTPHandler):
@@ -582,6 +617,7 @@ class HomeDirMixin:
 
 class DjangoHandlerMixin(
     LoginLoopMixin,
+    LoginLimitsMixin,
     SignalEmitterMixin,
     CommandLineGuardMixin,
     PathPermissionFactsMixin,
@@ -594,6 +630,8 @@ class DjangoHandlerMixin(
     ``FTPHandler`` and ``TLS_FTPHandler``: one list of mixins, so that a
     behaviour added here reaches both.
     """
+
+    passive_dtp = QuietPassiveDTP
 
 
 class DjangoFTPHandler(DjangoHandlerMixin, FTPHandler):

@@ -31,16 +31,27 @@ from typing import Any
 from . import signals
 from .dispatch import signal_sender_of
 
-#: Hooks that run before login; a handler class overriding one starts its
-#: sessions on their own threads.
-PRE_LOGIN_HOOKS = ("on_connect", "on_disconnect", "handle", "ftp_USER")
+#: Hooks that run before login (the refusals and the login timeout too); a
+#: handler class overriding one starts its sessions on their own threads.
+PRE_LOGIN_HOOKS = (
+    "on_connect",
+    "on_disconnect",
+    "handle",
+    "ftp_USER",
+    "handle_max_cons",
+    "handle_max_cons_per_ip",
+    "handle_max_unauthenticated",
+    "handle_login_timeout",
+)
 
 
 @functools.cache
 def _only_own_pre_login_hooks(cls: type) -> bool:
     for name in PRE_LOGIN_HOOKS:
-        owner = next(klass for klass in cls.__mro__ if name in klass.__dict__)
-        if not owner.__module__.startswith(("django_ftpserver.", "pyftpdlib.")):
+        owner = next((klass for klass in cls.__mro__ if name in klass.__dict__), None)
+        if owner is not None and not owner.__module__.startswith(
+            ("django_ftpserver.", "pyftpdlib.")
+        ):
             return False  # a project's own pre-login hook: it may query
     return True
 
@@ -67,10 +78,13 @@ class LoginLoopMixin:
         """Whether sessions of this class may start on the accepting loop."""
         return cls.serve_login_on_loop and _only_own_pre_login_hooks(cls)
 
-    def start_on_loop(self, server: Any) -> None:
-        """Greet the client from the accepting loop (the server checked it may)."""
+    def start_on_loop(self, server: Any, start: Any = None) -> None:
+        """Greet (or ``start()``: refuse) the client from the accepting loop.
+
+        The server checked it may.
+        """
         self._loop_server = server
-        self.handle()
+        (start or self.handle)()
 
     # --- holding the lines that need a thread
 
