@@ -249,7 +249,7 @@ def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 Error(
                     f"{setting} {problem}.",
                     hint="0 turns a limit off, except FTPSERVER_MAX_LOGIN_ATTEMPTS (1 or "
-                    "more) and FTPSERVER_MAX_UNAUTHENTICATED_PERCENT (1 to 100); see "
+                    "more) and FTPSERVER_MAX_PRE_LOGIN_PERCENT (1 to 100); see "
                     "docs/security.rst for the defaults and how to tune them.",
                     id="django_ftpserver.E011",
                 )

@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
     # the reasoning behind each default); 0 turns the first two off.
     "FTPSERVER_MAX_CONNECTIONS_PER_IP": 50,
     "FTPSERVER_LOGIN_TIMEOUT": 60,
-    "FTPSERVER_MAX_UNAUTHENTICATED_PERCENT": 80,
+    "FTPSERVER_MAX_PRE_LOGIN_PERCENT": 80,
     "FTPSERVER_MAX_LOGIN_ATTEMPTS": None,
     "FTPSERVER_READ_LIMIT": None,
     "FTPSERVER_WRITE_LIMIT": None,
@@ -216,9 +216,9 @@ class Settings:
         return get("FTPSERVER_LOGIN_TIMEOUT")
 
     @property
-    def MAX_UNAUTHENTICATED_PERCENT(self) -> int:
+    def MAX_PRE_LOGIN_PERCENT(self) -> int:
         """Share of the connections, in percent, that those not logged in may take."""
-        return get("FTPSERVER_MAX_UNAUTHENTICATED_PERCENT")
+        return get("FTPSERVER_MAX_PRE_LOGIN_PERCENT")
 
     @property
     def MAX_LOGIN_ATTEMPTS(self) -> int | None:

@@ -17,7 +17,7 @@ each on by default:
   scheduler, set once and cancelled at login: never reset by commands,
   unlike the idle timer, so a client sending a byte every few seconds
   cannot keep its slot.
-* **Reserved share** (``FTPSERVER_MAX_UNAUTHENTICATED_PERCENT``): the
+* **Reserved share** (``FTPSERVER_MAX_PRE_LOGIN_PERCENT``): the
   connections not logged in may take at most that share of
   ``max_cons``; the rest is kept for sessions that logged in. A flood from
   many addresses then leaves room for the users logged in, and for new
@@ -49,7 +49,7 @@ LIMIT_RANGES: dict[str, tuple[int, int | None]] = {
     "read_limit": (0, None),
     "write_limit": (0, None),
     "login_timeout": (0, None),
-    "max_unauthenticated_percent": (1, 100),
+    "max_pre_login_percent": (1, 100),
 }
 
 
@@ -164,19 +164,19 @@ class LoginLimitsMixin:
 
     Put it in the bases of the control handler before pyftpdlib's class.
     A server that counts the connections not logged in (``DjangoFTPServer``)
-    marks each one it counted with ``_counted_unauthenticated``; this mixin
-    tells it when that connection logs in or closes (``unauthenticated_ended``).
+    marks each one it counted with ``_counted_pre_login``; this mixin
+    tells it when that connection logs in or closes (``pre_login_ended``).
     """
 
     #: Seconds a connection has to log in after its greeting; 0: no limit.
     login_timeout: float = 60
 
-    unauthenticated_reply = "421 Too many connections waiting to log in. Try again later."
+    pre_login_reply = "421 Too many connections waiting to log in. Try again later."
     login_timeout_reply = "421 Not logged in within {seconds}. Disconnecting."
 
     _login_deadline: float | None = None  # timer() value; None: logged in, or no limit
     _login_timer: Any = None
-    _counted_unauthenticated = False
+    _counted_pre_login = False
 
     # --- the login timeout
 
@@ -231,12 +231,12 @@ class LoginLimitsMixin:
         self._uncount()
 
     def _uncount(self) -> None:
-        if self._counted_unauthenticated:
-            ended = getattr(self.server, "unauthenticated_ended", None)
+        if self._counted_pre_login:
+            ended = getattr(self.server, "pre_login_ended", None)
             if ended is not None:
                 ended(self)
             else:
-                self._counted_unauthenticated = False
+                self._counted_pre_login = False
 
     def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
         super().handle_auth_success(home, password, msg_login)
@@ -248,7 +248,7 @@ class LoginLimitsMixin:
         super().flush_account()
         if was_authenticated and not self.authenticated and not self._closed:
             # REIN, or USER after login: back to square one, deadline included.
-            started = getattr(self.server, "unauthenticated_started", None)
+            started = getattr(self.server, "pre_login_started", None)
             if started is not None:
                 started(self)
             if self.login_timeout:
@@ -283,8 +283,8 @@ class LoginLimitsMixin:
     def handle_max_cons_per_ip(self) -> None:
         self._refuse("421 Too many connections from the same IP address.")
 
-    def handle_max_unauthenticated(self) -> None:
-        self._refuse(self.unauthenticated_reply)
+    def handle_max_pre_login(self) -> None:
+        self._refuse(self.pre_login_reply)
 
 
 def _seconds(value: float) -> str:

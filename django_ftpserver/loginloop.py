@@ -40,7 +40,7 @@ PRE_LOGIN_HOOKS = (
     "ftp_USER",
     "handle_max_cons",
     "handle_max_cons_per_ip",
-    "handle_max_unauthenticated",
+    "handle_max_pre_login",
     "handle_login_timeout",
 )
 

@@ -87,7 +87,7 @@ class DjangoFTPServer(ThreadedFTPServer):
       one more in;
     * ``max_cons_per_ip`` counts IPv6 clients per /64 (``limits.AddressCounts``);
     * connections not logged in may take at most
-      ``max_unauthenticated_percent`` of ``max_cons``; the rest is kept for
+      ``max_pre_login_percent`` of ``max_cons``; the rest is kept for
       sessions that logged in (see ``limits``);
     * refusals are logged as warnings at most once a minute per limit
       (``refusals``), and refused clients are answered on the accepting
@@ -95,7 +95,7 @@ class DjangoFTPServer(ThreadedFTPServer):
     """
 
     #: Share of ``max_cons``, in percent, that connections not logged in may take.
-    max_unauthenticated_percent = 80
+    max_pre_login_percent = 80
 
     #: Seconds a session thread with nothing to serve waits before ending.
     thread_idle_timeout = 60.0
@@ -120,7 +120,7 @@ class DjangoFTPServer(ThreadedFTPServer):
         self._session_threads: set[threading.Thread] = set()
         self._idle_threads = 0
         self._active_sessions = 0
-        self._unauthenticated = 0
+        self._pre_login = 0
         own_ioloop = ioloop is None
         ioloop = ioloop or IOLoop.factory()
         try:
@@ -140,30 +140,30 @@ class DjangoFTPServer(ThreadedFTPServer):
         return self._active_sessions
 
     @property
-    def unauthenticated_sessions(self) -> int:
+    def pre_login_sessions(self) -> int:
         """Sessions being served now that have not logged in."""
-        return self._unauthenticated
+        return self._pre_login
 
     @property
-    def max_unauthenticated(self) -> int:
+    def max_pre_login(self) -> int:
         """Most connections not logged in at once; 0: no limit of its own."""
-        if not self.max_cons or self.max_unauthenticated_percent >= 100:
+        if not self.max_cons or self.max_pre_login_percent >= 100:
             return 0
-        return max(1, self.max_cons * self.max_unauthenticated_percent // 100)
+        return max(1, self.max_cons * self.max_pre_login_percent // 100)
 
-    def unauthenticated_started(self, handler: Any) -> None:
+    def pre_login_started(self, handler: Any) -> None:
         """``handler``'s session is not logged in (any more): count it."""
         with self._lock:
-            if not handler._counted_unauthenticated:
-                handler._counted_unauthenticated = True
-                self._unauthenticated += 1
+            if not handler._counted_pre_login:
+                handler._counted_pre_login = True
+                self._pre_login += 1
 
-    def unauthenticated_ended(self, handler: Any) -> None:
+    def pre_login_ended(self, handler: Any) -> None:
         """``handler``'s session logged in or closed: it no longer counts."""
         with self._lock:
-            if handler._counted_unauthenticated:
-                handler._counted_unauthenticated = False
-                self._unauthenticated -= 1
+            if handler._counted_pre_login:
+                handler._counted_pre_login = False
+                self._pre_login -= 1
 
     @property
     def session_threads(self) -> int:
@@ -242,9 +242,9 @@ class DjangoFTPServer(ThreadedFTPServer):
             return
         with self._lock:
             self._active_sessions += 1
-            if refuse is None and hasattr(handler, "_counted_unauthenticated"):
-                handler._counted_unauthenticated = True
-                self._unauthenticated += 1
+            if refuse is None and hasattr(handler, "_counted_pre_login"):
+                handler._counted_pre_login = True
+                self._pre_login += 1
         if on_loop:
             try:
                 handler.start_on_loop(self, refuse)
@@ -278,15 +278,15 @@ class DjangoFTPServer(ThreadedFTPServer):
                 address_key(ip),
             )
             return handler.handle_max_cons_per_ip
-        limit = self.max_unauthenticated
-        refuse = getattr(handler, "handle_max_unauthenticated", None)
-        if limit and refuse is not None and self._unauthenticated >= limit:
+        limit = self.max_pre_login
+        refuse = getattr(handler, "handle_max_pre_login", None)
+        if limit and refuse is not None and self._pre_login >= limit:
             self.refusals.note(
-                "max_unauthenticated",
-                "FTP connection from %s refused: FTPSERVER_MAX_UNAUTHENTICATED_PERCENT "
+                "max_pre_login",
+                "FTP connection from %s refused: FTPSERVER_MAX_PRE_LOGIN_PERCENT "
                 "reached (%d%% of %d connections: %d not logged in)",
                 ip,
-                self.max_unauthenticated_percent,
+                self.max_pre_login_percent,
                 self.max_cons,
                 limit,
             )
@@ -555,7 +555,7 @@ class FTPServerConfig:
     read_limit: int | None = None
     write_limit: int | None = None
     login_timeout: int | None = None
-    max_unauthenticated_percent: int | None = None
+    max_pre_login_percent: int | None = None
     handler_options: dict[str, Any] = field(default_factory=dict)
 
     _LIMITS = tuple(LIMIT_RANGES)
@@ -747,8 +747,8 @@ class FTPServerRunner:
             server.max_cons = config.max_connections
         if config.max_connections_per_ip is not None:
             server.max_cons_per_ip = config.max_connections_per_ip
-        if config.max_unauthenticated_percent is not None:
-            server.max_unauthenticated_percent = config.max_unauthenticated_percent
+        if config.max_pre_login_percent is not None:
+            server.max_pre_login_percent = config.max_pre_login_percent
         if config.read_limit or config.write_limit:
             # ``server.handler`` is make_server's fresh subclass: no class leaks.
             server.handler.dtp_handler = throttled_dtp_handler(

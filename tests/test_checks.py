@@ -154,8 +154,8 @@ def test_e008_masquerade_address_is_ipv4(settings):
         ("FTPSERVER_MAX_CONNECTIONS_PER_IP", "20", "0 or more, not '20'"),
         ("FTPSERVER_LOGIN_TIMEOUT", 30.5, "0 or more, not 30.5"),
         ("FTPSERVER_LOGIN_TIMEOUT", True, "0 or more, not True"),
-        ("FTPSERVER_MAX_UNAUTHENTICATED_PERCENT", 0, "from 1 to 100, not 0"),
-        ("FTPSERVER_MAX_UNAUTHENTICATED_PERCENT", 0.8, "from 1 to 100, not 0.8"),
+        ("FTPSERVER_MAX_PRE_LOGIN_PERCENT", 0, "from 1 to 100, not 0"),
+        ("FTPSERVER_MAX_PRE_LOGIN_PERCENT", 0.8, "from 1 to 100, not 0.8"),
         ("FTPSERVER_MAX_CONNECTIONS", -5, "0 or more, not -5"),
         ("FTPSERVER_MAX_LOGIN_ATTEMPTS", 0, "1 or more, not 0"),
         ("FTPSERVER_WRITE_LIMIT", "1MB", "0 or more, not '1MB'"),
@@ -171,7 +171,7 @@ def test_e011_bad_limit(settings, name, value, problem):
 def test_e011_good_limits(settings):
     settings.FTPSERVER_MAX_CONNECTIONS_PER_IP = 0
     settings.FTPSERVER_LOGIN_TIMEOUT = 0
-    settings.FTPSERVER_MAX_UNAUTHENTICATED_PERCENT = 100
+    settings.FTPSERVER_MAX_PRE_LOGIN_PERCENT = 100
     settings.FTPSERVER_MAX_CONNECTIONS = None  # pyftpdlib's own
     assert checks.check_limits() == []
 

@@ -113,7 +113,7 @@ def test_600_silent_connections_leave_room_for_another_address(
         # The login came while the flood still held its 50 connections.
         assert djangoserver(server).ip_map.count("127.0.0.1") == 50
         # (The 230 goes out just before the session stops counting as not logged in.)
-        wait_until(lambda: djangoserver(server).unauthenticated_sessions == 50, what="50")
+        wait_until(lambda: djangoserver(server).pre_login_sessions == 50, what="50")
     finally:
         close_all(socks)
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -145,7 +145,7 @@ def test_silent_connections_are_closed_at_the_login_timeout(
             )
         assert time.monotonic() - started >= 2
         wait_until(lambda: djangoserver(server).active_sessions == 0, what="sessions to end")
-        assert djangoserver(server).unauthenticated_sessions == 0
+        assert djangoserver(server).pre_login_sessions == 0
         assert djangoserver(server).ip_map.count("127.0.0.1") == 0
         # The address is welcome again.
         sock, reply = silent(server)
@@ -211,15 +211,15 @@ def test_rein_starts_a_new_login_timeout(server_factory, account):
     client = RawClient(server)
     with contextlib.closing(client):
         client.login("alice")
-        wait_until(lambda: djangoserver(server).unauthenticated_sessions == 0, what="login")
+        wait_until(lambda: djangoserver(server).pre_login_sessions == 0, what="login")
         assert client.send(b"REIN")[0] == 230
-        assert djangoserver(server).unauthenticated_sessions == 1
+        assert djangoserver(server).pre_login_sessions == 1
         started = time.monotonic()
         client.sock.settimeout(30)
         assert client.read_reply() == (421, b"Not logged in within 2 seconds. Disconnecting.")
         assert time.monotonic() - started >= 1.5
     wait_until(lambda: djangoserver(server).active_sessions == 0, what="the session to end")
-    assert djangoserver(server).unauthenticated_sessions == 0
+    assert djangoserver(server).pre_login_sessions == 0
 
 
 def test_login_timeout_during_a_failed_logins_delay(server_factory, account, monkeypatch, caplog):
@@ -281,7 +281,7 @@ def test_flood_from_many_addresses_leaves_room_for_logged_in_sessions(
 ):
     caplog.set_level(logging.INFO)
     server = server_factory(
-        **{"max-connections": 10, "max-unauthenticated-percent": 50, "login-timeout": 3}
+        **{"max-connections": 10, "max-pre-login-percent": 50, "login-timeout": 3}
     )
     alice = RawClient(server)
     socks = []
@@ -292,7 +292,7 @@ def test_flood_from_many_addresses_leaves_room_for_logged_in_sessions(
         assert sum(reply.startswith("220 ") for reply in replies) == 5  # 50% of 10
         refused = [reply for reply in replies if not reply.startswith("220 ")]
         assert refused == ["421 Too many connections waiting to log in. Try again later.\r\n"] * 15
-        assert djangoserver(server).unauthenticated_sessions == 5
+        assert djangoserver(server).pre_login_sessions == 5
         wait_until(lambda: djangoserver(server).active_sessions == 6, what="6 sessions")
         # The session that logged in is served as before.
         assert alice.send(b"NOOP")[0] == 200
@@ -301,7 +301,7 @@ def test_flood_from_many_addresses_leaves_room_for_logged_in_sessions(
             try_login(server.host, server.port, source_address=("127.0.0.9", 0))
         # ...and gets in once the flood timed out.
         wait_until(
-            lambda: djangoserver(server).unauthenticated_sessions == 0,
+            lambda: djangoserver(server).pre_login_sessions == 0,
             what="the flood to time out",
         )
         assert try_login(server.host, server.port, source_address=("127.0.0.9", 0)).startswith(
@@ -312,16 +312,16 @@ def test_flood_from_many_addresses_leaves_room_for_logged_in_sessions(
         alice.close()
         close_all(socks)
     warnings = [
-        r.getMessage() for r in caplog.records if "MAX_UNAUTHENTICATED_PERCENT" in r.getMessage()
+        r.getMessage() for r in caplog.records if "MAX_PRE_LOGIN_PERCENT" in r.getMessage()
     ]
     assert warnings == [
-        "FTP connection from 127.0.0.3 refused: FTPSERVER_MAX_UNAUTHENTICATED_PERCENT reached "
+        "FTP connection from 127.0.0.3 refused: FTPSERVER_MAX_PRE_LOGIN_PERCENT reached "
         "(50% of 10 connections: 5 not logged in)"
     ], warnings
 
 
 def test_logged_in_sessions_may_use_the_reserved_share(server_factory, account):
-    server = server_factory(**{"max-connections": 4, "max-unauthenticated-percent": 50})
+    server = server_factory(**{"max-connections": 4, "max-pre-login-percent": 50})
     sessions = []
     try:
         for _ in range(4):  # one after the other: each logs in before the next comes
@@ -335,9 +335,9 @@ def test_logged_in_sessions_may_use_the_reserved_share(server_factory, account):
 
 
 def test_share_of_100_percent_reserves_nothing(server_factory, settings):
-    settings.FTPSERVER_MAX_UNAUTHENTICATED_PERCENT = 100
+    settings.FTPSERVER_MAX_PRE_LOGIN_PERCENT = 100
     server = server_factory(**{"max-connections": 3})
-    assert djangoserver(server).max_unauthenticated == 0
+    assert djangoserver(server).max_pre_login == 0
     socks, replies = flood(server, 4, ("127.0.0.2",))
     close_all(socks)
     assert [reply[:4] for reply in replies] == ["220 ", "220 ", "220 ", "421 "]

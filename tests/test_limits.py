@@ -41,7 +41,7 @@ def close_all(clients):
 
 def test_max_connections_refuses_with_421(server_factory):
     # Both connections stay before login: none of the total kept for logins.
-    server = server_factory(**{"max-connections": 2, "max-unauthenticated-percent": 100})
+    server = server_factory(**{"max-connections": 2, "max-pre-login-percent": 100})
     clients = [welcome(server), welcome(server)]
     try:
         with pytest.raises(ftplib.error_temp, match="^421 Too many connections"):
@@ -83,13 +83,13 @@ def test_limits_from_settings(server_factory, settings):
 
 def test_new_limits_from_settings_and_options(server_factory, settings):
     settings.FTPSERVER_LOGIN_TIMEOUT = 15
-    settings.FTPSERVER_MAX_UNAUTHENTICATED_PERCENT = 50
+    settings.FTPSERVER_MAX_PRE_LOGIN_PERCENT = 50
     server = server_factory(**{"max-connections": 10})
     assert server.runner.server.handler.login_timeout == 15
-    assert server.runner.server.max_unauthenticated == 5
-    server = server_factory(**{"login-timeout": 0, "max-unauthenticated-percent": 100})
+    assert server.runner.server.max_pre_login == 5
+    server = server_factory(**{"login-timeout": 0, "max-pre-login-percent": 100})
     assert server.runner.server.handler.login_timeout == 0
-    assert server.runner.server.max_unauthenticated == 0  # no share of its own
+    assert server.runner.server.max_pre_login == 0  # no share of its own
 
 
 def test_options_win_over_settings(settings):
@@ -112,8 +112,8 @@ def test_unset_limits_defaults(server_factory):
     server = server_factory()
     assert server.runner.server.max_cons == 512  # pyftpdlib's
     assert server.runner.server.max_cons_per_ip == 50  # pyftpdlib's: none
-    assert server.runner.server.max_unauthenticated_percent == 80
-    assert server.runner.server.max_unauthenticated == 409
+    assert server.runner.server.max_pre_login_percent == 80
+    assert server.runner.server.max_pre_login == 409
     assert server.runner.server.handler.login_timeout == 60
     assert server.runner.server.handler.max_login_attempts == 3
     assert not issubclass(server.runner.server.handler.dtp_handler, DjangoThrottledDTPHandler)
@@ -136,9 +136,9 @@ def test_unset_limits_defaults(server_factory):
             " number, 0 or more, not -1",
         ),
         (
-            {"max-unauthenticated-percent": 101},
-            r"max unauthenticated percent \(--max-unauthenticated-percent,"
-            r" FTPSERVER_MAX_UNAUTHENTICATED_PERCENT\) must be a whole number, from 1 to 100,"
+            {"max-pre-login-percent": 101},
+            r"max pre login percent \(--max-pre-login-percent,"
+            r" FTPSERVER_MAX_PRE_LOGIN_PERCENT\) must be a whole number, from 1 to 100,"
             " not 101",
         ),
     ],
@@ -165,7 +165,7 @@ def test_limit_options_parse_from_the_command_line():
                 "100",
                 "--login-timeout",
                 "20",
-                "--max-unauthenticated-percent",
+                "--max-pre-login-percent",
                 "90",
             ]
         )
@@ -173,7 +173,7 @@ def test_limit_options_parse_from_the_command_line():
     assert options["max-connections-per-ip"] == 3
     assert options["read-limit"] == 100
     assert options["login-timeout"] == 20
-    assert options["max-unauthenticated-percent"] == 90
+    assert options["max-pre-login-percent"] == 90
     with pytest.raises(CommandError, match="invalid int value: 'lots'"):
         parser.parse_args(["--max-connections", "lots"])
 

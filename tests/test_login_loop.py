@@ -164,7 +164,7 @@ def test_idle_timeout_before_login(server_factory):
 
 def test_sessions_on_the_loop_count_towards_max_connections(server_factory):
     # None of the two kept for logged-in sessions: max_cons alone refuses the third.
-    running = server_factory(**{"max-connections": 2, "max-unauthenticated-percent": 100})
+    running = server_factory(**{"max-connections": 2, "max-pre-login-percent": 100})
     first, second = RawClient(running), RawClient(running)
     third = RawClient(running)
     try:

@@ -80,9 +80,9 @@ class Command(BaseCommand):
             "seconds a client has to log in before it gets 421; 0: no limit"
             " (FTPSERVER_LOGIN_TIMEOUT, default 60)."
         ),
-        "max-unauthenticated-percent": (
+        "max-pre-login-percent": (
             "share of --max-connections, 1-100, that clients not logged in may take"
-            " (FTPSERVER_MAX_UNAUTHENTICATED_PERCENT, default 80)."
+            " (FTPSERVER_MAX_PRE_LOGIN_PERCENT, default 80)."
         ),
         "max-login-attempts": (
             "failed logins before a connection is closed (FTPSERVER_MAX_LOGIN_ATTEMPTS)."
