@@ -311,9 +311,7 @@ def test_flood_from_many_addresses_leaves_room_for_logged_in_sessions(
     finally:
         alice.close()
         close_all(socks)
-    warnings = [
-        r.getMessage() for r in caplog.records if "MAX_PRE_LOGIN_PERCENT" in r.getMessage()
-    ]
+    warnings = [r.getMessage() for r in caplog.records if "MAX_PRE_LOGIN_PERCENT" in r.getMessage()]
     assert warnings == [
         "FTP connection from 127.0.0.3 refused: FTPSERVER_MAX_PRE_LOGIN_PERCENT reached "
         "(50% of 10 connections: 5 not logged in)"
