@@ -44,6 +44,7 @@ from .dispatch import signal_sender_of
 from .limits import LoginLimitsMixin, note_refusal
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
+from .prechecks import PreSignalMixin
 
 logger = logging.getLogger(__name__)
 
@@ -623,6 +624,7 @@ class DjangoHandlerMixin(
     PathPermissionFactsMixin,
     LoginGuardMixin,
     HomeDirMixin,
+    PreSignalMixin,
 ):
     """Everything the app adds to a pyftpdlib control handler, in order.
 
