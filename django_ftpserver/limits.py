@@ -272,19 +272,19 @@ class LoginLimitsMixin:
 
     # --- refusals: one 421, then close; the server logs them, rate-limited
 
-    def _refuse(self, reply: str) -> None:
+    def _refuse_connection(self, reply: str) -> None:
         with contextlib.suppress(OSError):
             self.respond(reply)
         self.close()
 
     def handle_max_cons(self) -> None:
-        self._refuse("421 Too many connections. Service temporarily unavailable.")
+        self._refuse_connection("421 Too many connections. Service temporarily unavailable.")
 
     def handle_max_cons_per_ip(self) -> None:
-        self._refuse("421 Too many connections from the same IP address.")
+        self._refuse_connection("421 Too many connections from the same IP address.")
 
     def handle_max_pre_login(self) -> None:
-        self._refuse(self.pre_login_reply)
+        self._refuse_connection(self.pre_login_reply)
 
 
 def _seconds(value: float) -> str:
