@@ -45,6 +45,7 @@ from .limits import LoginLimitsMixin, note_refusal
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 from .prechecks import PreSignalMixin
+from .uploads import UploadDTPMixin, UploadMixin
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class ResetAwareDTPMixin:
         super().handle_close()
 
 
-class DjangoDTPHandler(ResetAwareDTPMixin, DTPHandler):
+class DjangoDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, DTPHandler):
     """Plain data channel of ``DjangoFTPHandler``.
 
     Reads and ``sendfile()``s 256 KB at a time instead of pyftpdlib's 64 KB:
@@ -143,7 +144,7 @@ class QuietPassiveDTP(PassiveDTP):
         return super().handle_accepted(sock, addr)
 
 
-class DjangoThrottledDTPHandler(ResetAwareDTPMixin, ThrottledDTPHandler):
+class DjangoThrottledDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, ThrottledDTPHandler):
     """Bandwidth-limited data channel (``read_limit``/``write_limit``)."""
 
 
@@ -625,6 +626,7 @@ class DjangoHandlerMixin(
     LoginGuardMixin,
     HomeDirMixin,
     PreSignalMixin,
+    UploadMixin,
 ):
     """Everything the app adds to a pyftpdlib control handler, in order.
 
