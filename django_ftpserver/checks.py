@@ -16,7 +16,9 @@ E006   ``FTPSERVER_TIMEOUT`` is negative or not a number
 E007   ``FTPSERVER_AUTH_CACHE_TIMEOUT`` is negative or not a number
 E008   ``FTPSERVER_MASQUERADE_ADDRESS`` is not an IPv4 address
 E009   ``FTPSERVER_UPLOAD_MODE`` is neither ``"standard"`` nor ``"atomic"``
-E011   a connection limit (``FTPSERVER_MAX_CONNECTIONS_PER_IP``, ``FTPSERVER_LOGIN_TIMEOUT``...)
+E011   ``FTPSERVER_PROXY_PROTOCOL_TRUSTED`` holds something not an address or network
+E012   ``FTPSERVER_PROXY_PROTOCOL_TIMEOUT`` is not a number of seconds above 0
+E013   a connection limit (``FTPSERVER_MAX_CONNECTIONS_PER_IP``, ``FTPSERVER_LOGIN_TIMEOUT``...)
        is not a whole number in its range
 W001   listening beyond loopback without TLS: passwords travel in clear
 W002   a certificate is configured but TLS is not required
@@ -252,7 +254,7 @@ def check_masquerade_address(app_configs: Any = None, **kwargs: Any) -> list[Che
 
 @register(TAG, Tags.security)
 def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """E011: each connection limit is a whole number in its range (``limits.LIMIT_RANGES``)."""
+    """E013: each connection limit is a whole number in its range (``limits.LIMIT_RANGES``)."""
     from .limits import LIMIT_RANGES, limit_problem
 
     errors: list[CheckMessage] = []
@@ -269,9 +271,46 @@ def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                     hint="0 turns a limit off, except FTPSERVER_MAX_LOGIN_ATTEMPTS (1 or "
                     "more) and FTPSERVER_MAX_PRE_LOGIN_PERCENT (1 to 100); see "
                     "docs/security.rst for the defaults and how to tune them.",
-                    id="django_ftpserver.E011",
+                    id="django_ftpserver.E013",
                 )
             )
+    return errors
+
+
+@register(TAG)
+def check_proxy_protocol(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E011/E012: the trusted proxies are addresses or networks; the timeout is positive."""
+    from .proxyprotocol import TrustedProxies
+
+    errors: list[CheckMessage] = []
+    value = _setting("FTPSERVER_PROXY_PROTOCOL_TRUSTED")
+    entries = [value] if isinstance(value, str) else value
+    problem = None
+    if not isinstance(entries, (list, tuple, set, frozenset)):
+        problem = f"must be a list of addresses or networks, not {value!r}"
+    else:
+        try:
+            TrustedProxies(entries)
+        except ValueError as exc:
+            problem = str(exc)
+    if problem:
+        errors.append(
+            Error(
+                f"FTPSERVER_PROXY_PROTOCOL_TRUSTED: {problem}.",
+                hint="List the load balancers' addresses or networks, e.g. "
+                "['10.0.0.5', '10.0.1.0/24'] (names are not resolved; host bits must be 0).",
+                id="django_ftpserver.E011",
+            )
+        )
+    timeout = _setting("FTPSERVER_PROXY_PROTOCOL_TIMEOUT")
+    if not (_is_number(timeout) and timeout > 0):
+        errors.append(
+            Error(
+                f"FTPSERVER_PROXY_PROTOCOL_TIMEOUT must be more than 0 seconds, not {timeout!r}.",
+                hint="Seconds a trusted proxy has to send its header, e.g. 5.",
+                id="django_ftpserver.E012",
+            )
+        )
     return errors
 
 

@@ -33,7 +33,6 @@ from django.dispatch import Signal
 from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.filesystems import AbstractedFS, UnixFilesystem
 from pyftpdlib.handlers import DTPHandler, FTPHandler, ThrottledDTPHandler
-from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
 from pyftpdlib.handlers.ftp.producers import BufferedIteratorProducer
 from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED
 from pyftpdlib.utils import strerror
@@ -45,6 +44,7 @@ from .limits import LoginLimitsMixin, note_refusal
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 from .prechecks import PreSignalMixin
+from .proxyprotocol import ProxiedPassiveDTP, ProxyProtocolHandlerMixin, client_ip
 from .uploads import UploadDTPMixin, UploadMixin
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class DjangoDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, DTPHandler):
     ac_out_buffer_size = 262144
 
 
-class QuietPassiveDTP(PassiveDTP):
+class QuietPassiveDTP(ProxiedPassiveDTP):
     """Passive data listener that refuses foreign addresses without a word to the session.
 
     pyftpdlib refuses a data connection from an address other than the
@@ -134,14 +134,22 @@ class QuietPassiveDTP(PassiveDTP):
     connection, which shifts every reply the client gets after it by one.
     Here the intruder's connection is closed, the listener keeps waiting
     for the client, and a warning is logged (at most once a minute).
+    Behind a trusted proxy, the address compared is the one its PROXY
+    header names (``ProxiedPassiveDTP``).
     """
 
     def handle_accepted(self, sock: Any, addr: Any) -> None:
+        if getattr(self.cmd_channel.server, "proxy_protocol", None):
+            super().handle_accepted(sock, addr)  # a trusted proxy's header first
+        else:
+            self._check_and_accept(sock, addr)
+
+    def _check_and_accept(self, sock: Any, addr: Any) -> None:
         channel = self.cmd_channel
         if (
             channel.connected
             and not channel.permit_foreign_addresses
-            and channel.remote_ip != addr[0]
+            and client_ip(addr[0]) != client_ip(channel.remote_ip)
         ):
             with contextlib.suppress(OSError):
                 sock.close()
@@ -153,8 +161,8 @@ class QuietPassiveDTP(PassiveDTP):
                 addr[1],
                 channel.remote_ip,
             )
-            return None
-        return super().handle_accepted(sock, addr)
+            return
+        super()._check_and_accept(sock, addr)
 
 
 class DjangoThrottledDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, ThrottledDTPHandler):
@@ -691,6 +699,7 @@ class DataConnectionGuardMixin:
 
 class DjangoHandlerMixin(
     LoginLoopMixin,
+    ProxyProtocolHandlerMixin,
     LoginLimitsMixin,
     SignalEmitterMixin,
     CommandLineGuardMixin,

@@ -39,6 +39,7 @@ from .conf import conf
 from .handlers import throttled_dtp_handler
 from .limits import LIMIT_RANGES, AddressCounts, RefusalLog, address_key, limit_problem
 from .loginloop import LoginLoopMixin
+from .proxyprotocol import HeaderReader, ProxiedSocket, ProxyHeader, TrustedProxies
 from .workers import DatabaseWorkers
 
 logger = logging.getLogger(__name__)
@@ -245,7 +246,66 @@ class DjangoFTPServer(ThreadedFTPServer):
         # Counted before the new session's thread exists.
         return self._map_len() < self.max_cons
 
+    #: Peers allowed to send a PROXY protocol header (``proxyprotocol``);
+    #: empty: none, every connection is served as coming from its peer.
+    proxy_protocol: TrustedProxies = TrustedProxies(())
+    #: Seconds a trusted peer has to send its whole PROXY header.
+    proxy_header_timeout = 5.0
+
     def handle_accepted(self, sock: Any, addr: Any) -> None:
+        if self.proxy_protocol and addr[0] in self.proxy_protocol:
+            self._read_proxy_header(sock, addr)
+            return
+        self._accept_session(sock, addr)
+
+    def _read_proxy_header(self, sock: Any, addr: Any) -> None:
+        """Serve ``sock`` once its PROXY header named the client (see ``proxyprotocol``).
+
+        The header is read on this loop, before any handler exists: the
+        client's address then holds from the very first thing the server
+        does with the connection (the per-address limit, the greeting,
+        ``ftp_client_connected``), exactly as for a direct connection.
+        """
+        peer = f"{addr[0]}:{addr[1]}"
+
+        def on_header(header: ProxyHeader) -> None:
+            if header.source is None:
+                # LOCAL (the balancer's health check), UNKNOWN, UNSPEC or
+                # UNIX: the protocol says to use the connection's own addresses.
+                log = logger.debug if header.command == "LOCAL" else logger.info
+                log(
+                    "FTP PROXY v%d header from %s names no client (%s %s): "
+                    "serving it as the balancer's own connection",
+                    header.version,
+                    peer,
+                    header.command,
+                    header.family,
+                )
+                self._accept_session(sock, addr)
+                return
+            try:
+                proxied = ProxiedSocket.wrap(sock, header.source)
+            except OSError:  # the balancer left already
+                with contextlib.suppress(OSError):
+                    sock.close()
+                return
+            logger.debug(
+                "FTP PROXY v%d header from %s: client %s", header.version, peer, header.source
+            )
+            self._accept_session(proxied, header.source)
+
+        def on_failure(reason: str, sent_something: bool) -> None:
+            # A balancer's plain TCP health check connects and leaves: not news.
+            quiet = not sent_something and "closed" in reason
+            log = logger.debug if quiet else logger.warning
+            log("FTP connection from trusted proxy %s closed: %s", peer, reason)
+
+        HeaderReader(
+            sock, peer, self.ioloop, self.proxy_header_timeout, on_header, on_failure
+        ).start()
+
+    def _accept_session(self, sock: Any, addr: Any) -> None:
+        """What pyftpdlib's ``handle_accepted`` does, for the client at ``addr``."""
         handler = None
         ip = None
         refuse = None
@@ -589,6 +649,9 @@ class FTPServerConfig:
     write_limit: int | None = None
     login_timeout: int | None = None
     max_pre_login_percent: int | None = None
+    #: Peers allowed to send a PROXY protocol header; None: the setting.
+    proxy_protocol_trusted: list[str] | None = None
+    proxy_protocol_timeout: float | None = None
     handler_options: dict[str, Any] = field(default_factory=dict)
 
     _LIMITS = tuple(LIMIT_RANGES)
@@ -605,6 +668,10 @@ class FTPServerConfig:
         for name in self._LIMITS:
             if getattr(self, name) is None:
                 setattr(self, name, getattr(conf, name.upper()))
+        if self.proxy_protocol_trusted is None:
+            self.proxy_protocol_trusted = conf.PROXY_PROTOCOL_TRUSTED
+        if self.proxy_protocol_timeout is None:
+            self.proxy_protocol_timeout = conf.PROXY_PROTOCOL_TIMEOUT
 
     @property
     def use_tls(self) -> bool:
@@ -661,9 +728,27 @@ class FTPServerConfig:
                 raise ConfigError(
                     f"{name.replace('_', ' ')} (--{option}, FTPSERVER_{name.upper()}) {problem}"
                 )
+        self.trusted_proxies()
+        timeout = self.proxy_protocol_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError(
+                f"FTPSERVER_PROXY_PROTOCOL_TIMEOUT must be more than 0 seconds, not {timeout!r}"
+            )
         errors = lockout.check_settings()
         if errors:
             raise ConfigError(errors[0])
+
+    def trusted_proxies(self) -> TrustedProxies:
+        """The peers allowed to send a PROXY header; ``ConfigError`` names a bad entry."""
+        entries = self.proxy_protocol_trusted or []
+        if isinstance(entries, str):
+            entries = [entries]
+        try:
+            if not isinstance(entries, (list, tuple, set, frozenset)):
+                raise ValueError(f"must be a list of addresses or networks, not {entries!r}")
+            return TrustedProxies(entries)
+        except ValueError as exc:
+            raise ConfigError(f"FTPSERVER_PROXY_PROTOCOL_TRUSTED: {exc}") from None
 
 
 def _openssl_reason(exc: Exception) -> str:
@@ -774,6 +859,16 @@ class FTPServerRunner:
         except _TLS_ERRORS as exc:
             # pyftpdlib's FTPServer loads the certificate before binding.
             raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
+        trusted = config.trusted_proxies()
+        if trusted:
+            if not isinstance(server, DjangoFTPServer):
+                server.close_all()
+                raise ConfigError(
+                    "FTPSERVER_PROXY_PROTOCOL_TRUSTED needs a server class based on "
+                    f"django_ftpserver.server.DjangoFTPServer, not {type(server).__name__}"
+                )
+            server.proxy_protocol = trusted
+            server.proxy_header_timeout = float(config.proxy_protocol_timeout)
         if config.max_connections is not None:
             server.max_cons = config.max_connections
         if config.max_connections_per_ip is not None:

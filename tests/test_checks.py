@@ -196,14 +196,14 @@ def test_e008_masquerade_address_is_ipv4(settings):
         ("FTPSERVER_WRITE_LIMIT", "1MB", "0 or more, not '1MB'"),
     ],
 )
-def test_e011_bad_limit(settings, name, value, problem):
+def test_e013_bad_limit(settings, name, value, problem):
     setattr(settings, name, value)
     messages = checks.check_limits()
-    assert ids(messages) == ["django_ftpserver.E011"]
+    assert ids(messages) == ["django_ftpserver.E013"]
     assert messages[0].msg == f"{name} must be a whole number, {problem}."
 
 
-def test_e011_good_limits(settings):
+def test_e013_good_limits(settings):
     settings.FTPSERVER_MAX_CONNECTIONS_PER_IP = 0
     settings.FTPSERVER_LOGIN_TIMEOUT = 0
     settings.FTPSERVER_MAX_PRE_LOGIN_PERCENT = 100
