@@ -52,6 +52,7 @@ from pyftpdlib.handlers import FTPHandler
 from . import dispatch, models, signals
 from .conf import conf
 from .permissions import PathRules, ftp_path_in_home
+from .quotas import Limits
 from .workers import DatabaseWorkers, default_size, on_worker
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,20 @@ T = TypeVar("T")
 #: Errors that a new connection may cure: the server restarted, the
 #: connection was cut ("server has gone away"), a connection left broken.
 RETRYABLE_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+class LoginFailed(AuthenticationFailed):
+    """A refused password, with why (for metrics, never for the client).
+
+    ``reason`` is ``"unknown_user"`` (no account with that username) or
+    ``"bad_password"`` (a wrong password, or an inactive user); the reply
+    says "Authentication failed." either way, so a client cannot tell
+    which usernames exist.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("Authentication failed.")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,8 @@ class AccountSnapshot:
     home_dir: str
     permission: str
     rules: PathRules | None = None
+    #: The account's quota (``quotas.Limits``), None when nothing limits it.
+    limits: Limits | None = None
 
     @classmethod
     def from_account(cls, account: models.FTPUserAccount) -> AccountSnapshot:
@@ -87,6 +104,7 @@ class AccountSnapshot:
             home_dir=account.get_home_dir(),
             permission=account.get_perms(),
             rules=account.get_path_rules(),
+            limits=account.get_limits(),
         )
 
     def ftp_path(self, path: str) -> str | None:
@@ -379,6 +397,10 @@ class AccountLookup:
             "user__password",
             "group__home_dir",
             "group__permission",
+            "quota_bytes",
+            "quota_files",
+            "group__quota_bytes",
+            "group__quota_files",
         ]
         if self._has_is_active:
             self._names.append("user__is_active")
@@ -546,6 +568,12 @@ class AccountLookup:
             home_dir=model.get_home_dir(account),  # type: ignore[arg-type]
             permission=model.get_perms(account),  # type: ignore[arg-type]
             rules=self.path_rules(row),
+            limits=Limits.resolve(
+                row["quota_bytes"],
+                row["quota_files"],
+                row["group__quota_bytes"],
+                row["group__quota_files"],
+            ),
         )
 
 
@@ -645,7 +673,7 @@ class FTPAccountAuthorizer:
             # account, so the time taken does not tell which usernames exist.
             user = authenticate(**{self.username_field: username, "password": password})
             if user is None or account is None or user.pk != account.user_id:
-                raise AuthenticationFailed("Authentication failed.")
+                raise LoginFailed("unknown_user" if account is None else "bad_password")
             if key is not None:
                 # The fingerprint of the user the backend verified: if the
                 # password changed meanwhile, the entry never matches.

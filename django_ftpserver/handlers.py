@@ -21,6 +21,7 @@ Every event is also logged on this module's logger at DEBUG level.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -39,10 +40,11 @@ from pyftpdlib.utils import strerror
 from . import dispatch, lockout, signals
 from .conf import conf
 from .dispatch import signal_sender_of
+from .limits import LoginLimitsMixin, note_refusal
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 from .prechecks import PreSignalMixin
-from .proxyprotocol import ProxyProtocolHandlerMixin
+from .proxyprotocol import ProxiedPassiveDTP, ProxyProtocolHandlerMixin, client_ip
 from .uploads import UploadDTPMixin, UploadMixin
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,29 @@ def _connection_was_reset(channel: Any) -> bool:
         return False
 
 
+def _session_reused(connection: Any) -> bool:
+    """Whether the TLS ``connection`` resumed a session instead of making a new one."""
+    if SSL is None or not isinstance(connection, SSL.Connection):
+        return False
+    return bool(SSL._lib.SSL_session_reused(connection._ssl))
+
+
+def _session_context(certs: list[Any], key: Any) -> Any:
+    """A context with the server's certificate and a session id context of its own.
+
+    Set on a connection (``set_context``) before its handshake, it binds the
+    sessions made there: OpenSSL resumes them only on connections carrying
+    the same context. Ticket keys stay those of the server's context.
+    """
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.use_certificate(certs[0])
+    for extra in certs[1:]:
+        context.add_extra_chain_cert(extra)
+    context.use_privatekey(key)
+    context.set_session_id(os.urandom(16))
+    return context
+
+
 class ResetAwareDTPMixin:
     """Data channel mixin: an upload whose connection was reset is incomplete.
 
@@ -121,6 +146,46 @@ class DjangoDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, DTPHandler):
 
     ac_in_buffer_size = 262144
     ac_out_buffer_size = 262144
+
+
+class QuietPassiveDTP(ProxiedPassiveDTP):
+    """Passive data listener that refuses foreign addresses without a word to the session.
+
+    pyftpdlib refuses a data connection from an address other than the
+    client's (RFC 2577: someone else racing for the passive port), but
+    answers it with an unrequested ``425`` on the client's control
+    connection, which shifts every reply the client gets after it by one.
+    Here the intruder's connection is closed, the listener keeps waiting
+    for the client, and a warning is logged (at most once a minute).
+    Behind a trusted proxy, the address compared is the one its PROXY
+    header names (``ProxiedPassiveDTP``).
+    """
+
+    def handle_accepted(self, sock: Any, addr: Any) -> None:
+        if getattr(self.cmd_channel.server, "proxy_protocol", None):
+            super().handle_accepted(sock, addr)  # a trusted proxy's header first
+        else:
+            self._check_and_accept(sock, addr)
+
+    def _check_and_accept(self, sock: Any, addr: Any) -> None:
+        channel = self.cmd_channel
+        if (
+            channel.connected
+            and not channel.permit_foreign_addresses
+            and client_ip(addr[0]) != client_ip(channel.remote_ip)
+        ):
+            with contextlib.suppress(OSError):
+                sock.close()
+            note_refusal(
+                channel.server,
+                "foreign_data_connection",
+                "FTP data connection from %s:%s refused: the session's client is %s",
+                addr[0],
+                addr[1],
+                channel.remote_ip,
+            )
+            return
+        super()._check_and_accept(sock, addr)
 
 
 class DjangoThrottledDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, ThrottledDTPHandler):
@@ -624,6 +689,8 @@ class DataConnectionGuardMixin:
     """
 
     data_lost_reply = "426 Data connection reset by peer; transfer aborted."
+    #: A reply for the next transfer, from a data connection refused before it came.
+    _data_refusal: str | None = None
     no_data_connection_reply = "425 No data connection: send PASV or PORT first."
 
     def _data_connection_pending(self) -> bool:
@@ -638,7 +705,8 @@ class DataConnectionGuardMixin:
         super().process_command(cmd, *args, **kwargs)
         queued = getattr(self, "_in_dtp_queue", None) or getattr(self, "_out_dtp_queue", None)
         if queued is not None and not self._closed and not self._data_connection_pending():
-            self._fail_queued_transfer(self.no_data_connection_reply)
+            reply, self._data_refusal = self._data_refusal, None
+            self._fail_queued_transfer(reply or self.no_data_connection_reply)
 
     def data_connection_lost(self) -> None:
         """The data connection was reset before it could be served."""
@@ -671,6 +739,7 @@ class DataConnectionGuardMixin:
 class DjangoHandlerMixin(
     LoginLoopMixin,
     ProxyProtocolHandlerMixin,
+    LoginLimitsMixin,
     SignalEmitterMixin,
     CommandLineGuardMixin,
     PathPermissionFactsMixin,
@@ -686,6 +755,8 @@ class DjangoHandlerMixin(
     ``FTPHandler`` and ``TLS_FTPHandler``: one list of mixins, so that a
     behaviour added here reaches both.
     """
+
+    passive_dtp = QuietPassiveDTP
 
 
 class DjangoFTPHandler(DjangoHandlerMixin, FTPHandler):
@@ -721,8 +792,25 @@ if HAS_TLS:
             except OSError:  # the client connected and left at once
                 self.close()
                 return
+            session_context = getattr(self.cmd_channel, "session_context", None)
+            if session_context is not None:
+                self.socket.set_context(session_context)
             self.socket.set_accept_state()
             self._ssl_accepting = True
+
+        def _refuse_fresh_session(self) -> None:
+            reply = self.cmd_channel.session_reuse_refused_reply
+            self.cmd_channel.log(
+                "data connection refused: it did not resume the control connection's TLS session",
+                logfun=logger.warning,
+            )
+            if self._initialized:
+                self.transfer_finished = False
+                self._resp = (reply, logger.info)
+            else:  # no command yet: its reply will say it
+                self.cmd_channel._data_refusal = reply
+            self._error = True  # no TLS shutdown: nothing more goes to this peer
+            self.close()
 
         def close(self) -> None:
             if not self._closed and self._ssl_accepting and self._initialized and not self._resp:
@@ -755,6 +843,10 @@ if HAS_TLS:
             super().initiate_send()
 
         def handle_ssl_established(self) -> None:
+            required = getattr(self.cmd_channel, "tls_require_session_reuse", False)
+            if required and not _session_reused(self.socket):
+                self._refuse_fresh_session()
+                return
             super().handle_ssl_established()
             if self.producer_fifo:
                 self._wanted_io_events = self.ioloop.WRITE
@@ -762,9 +854,50 @@ if HAS_TLS:
                 self.initiate_send()
 
     class DjangoTLS_FTPHandler(DjangoHandlerMixin, TLS_FTPHandler):
-        """FTPS (explicit TLS) handler that sends the Django signals."""
+        """FTPS (explicit TLS) handler that sends the Django signals.
+
+        With ``tls_require_session_reuse`` (``FTPSERVER_TLS_REQUIRE_SESSION_REUSE``)
+        a protected data connection is accepted only when it resumes the TLS
+        session of its own control connection: someone else who connects to
+        the passive port first (an attacker on the path, another client of
+        the server) cannot take the transfer over. Each control connection
+        gets a session id context of its own (a small ``SSL.Context`` sharing
+        the server's certificate); OpenSSL resumes a session only within the
+        context it was made in, so a session of another connection is not
+        resumed and the data connection is refused with ``522``.
+        """
 
         dtp_handler = DjangoTLS_DTPHandler
+
+        #: Accept a protected data connection only if it resumes this session.
+        tls_require_session_reuse = False
+        session_reuse_refused_reply = (
+            "522 Data connection refused: it must resume the TLS session of the control connection."
+        )
+        #: The context whose session id context binds this connection's sessions.
+        session_context: Any = None
+
+        def secure_connection(self, ssl_context: Any) -> None:
+            super().secure_connection(ssl_context)
+            if self.tls_require_session_reuse and isinstance(self.socket, SSL.Connection):
+                self.session_context = _session_context(*self._session_material())
+                self.socket.set_context(self.session_context)
+
+        @classmethod
+        def _session_material(cls) -> tuple[list[Any], Any]:
+            """The certificate chain and key of ``certfile``/``keyfile``, parsed once."""
+            material = cls.__dict__.get("_parsed_certificate")
+            if material is None:
+                from cryptography import x509
+                from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+                with open(cls.certfile, "rb") as f:
+                    certs = x509.load_pem_x509_certificates(f.read())
+                with open(cls.keyfile or cls.certfile, "rb") as f:
+                    key = load_pem_private_key(f.read(), None)
+                material = (certs, key)
+                cls._parsed_certificate = material
+            return material
 
         def ftp_AUTH(self, line: str) -> None:
             # Bytes the client sent behind ``AUTH TLS``, before the 234, were

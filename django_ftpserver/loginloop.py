@@ -28,19 +28,34 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from pyftpdlib.ioloop import timer
+
 from . import signals
 from .dispatch import signal_sender_of
 
-#: Hooks that run before login; a handler class overriding one starts its
-#: sessions on their own threads.
-PRE_LOGIN_HOOKS = ("on_connect", "on_disconnect", "handle", "ftp_USER")
+#: Hooks that run before login (the refusals and the login timeout too); a
+#: handler class overriding one starts its sessions on their own threads.
+PRE_LOGIN_HOOKS = (
+    "on_connect",
+    "on_disconnect",
+    "handle",
+    "ftp_USER",
+    "handle_max_cons",
+    "handle_max_cons_per_ip",
+    "handle_max_pre_login",
+    "handle_login_timeout",
+)
 
 
 @functools.cache
 def _only_own_pre_login_hooks(cls: type) -> bool:
-    for name in PRE_LOGIN_HOOKS:
-        owner = next(klass for klass in cls.__mro__ if name in klass.__dict__)
-        if not owner.__module__.startswith(("django_ftpserver.", "pyftpdlib.")):
+    # Every class of the MRO, not only the first owner of a hook: the
+    # server puts mixins of its own in front of a project's class (metrics,
+    # session tracking), and they call the project's hook through super().
+    for klass in cls.__mro__:
+        if klass.__module__.startswith(("django_ftpserver.", "pyftpdlib.", "builtins")):
+            continue
+        if any(name in klass.__dict__ for name in PRE_LOGIN_HOOKS):
             return False  # a project's own pre-login hook: it may query
     return True
 
@@ -61,16 +76,21 @@ class LoginLoopMixin:
     _held_lines: list[tuple[bytes, bool]] | None = None  # received since the move began
     _closed_on_loop = False
     _deferred_signals: list[tuple[Any, str, dict[str, Any]]] | None = None
+    #: When the held ``PASS`` arrived (``timer()``), for the login duration metric.
+    login_started: float | None = None
 
     @classmethod
     def can_serve_on_loop(cls) -> bool:
         """Whether sessions of this class may start on the accepting loop."""
         return cls.serve_login_on_loop and _only_own_pre_login_hooks(cls)
 
-    def start_on_loop(self, server: Any) -> None:
-        """Greet the client from the accepting loop (the server checked it may)."""
+    def start_on_loop(self, server: Any, start: Any = None) -> None:
+        """Greet (or ``start()``: refuse) the client from the accepting loop.
+
+        The server checked it may.
+        """
         self._loop_server = server
-        self.handle()
+        (start or self.handle)()
 
     # --- holding the lines that need a thread
 
@@ -86,6 +106,7 @@ class LoginLoopMixin:
                 super().found_terminator()
                 return
             self._held_lines = []
+            self.login_started = timer()  # metrics: the login's wait for a worker counts
         self._held_lines.append((data, discarding))
         self._in_buffer = []
         self._in_buffer_len = 0

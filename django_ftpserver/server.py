@@ -27,6 +27,7 @@ import os
 import select
 import signal
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from pyftpdlib.servers import FTPServer, ThreadedFTPServer
 from . import dispatch, lockout, signals, utils
 from .conf import conf
 from .handlers import throttled_dtp_handler
+from .limits import LIMIT_RANGES, AddressCounts, RefusalLog, address_key, limit_problem
 from .loginloop import LoginLoopMixin
 from .proxyprotocol import HeaderReader, ProxiedSocket, ProxyHeader, TrustedProxies
 from .workers import DatabaseWorkers
@@ -84,11 +86,27 @@ class DjangoFTPServer(ThreadedFTPServer):
       closes its loop) would close the other's listening socket;
     * ``max_cons`` counts sessions (not threads) exactly: pyftpdlib's
       threaded server compares its count of sessions with ``<=`` and so let
-      one more in.
+      one more in;
+    * ``max_cons_per_ip`` counts IPv6 clients per /64 (``limits.AddressCounts``);
+    * connections not logged in may take at most
+      ``max_pre_login_percent`` of ``max_cons``; the rest is kept for
+      sessions that logged in (see ``limits``);
+    * refusals are logged as warnings at most once a minute per limit
+      (``refusals``), and refused clients are answered on the accepting
+      loop when the handler allows it, without a thread each.
     """
+
+    #: Share of ``max_cons``, in percent, that connections not logged in may take.
+    max_pre_login_percent = 80
 
     #: Seconds a session thread with nothing to serve waits before ending.
     thread_idle_timeout = 60.0
+
+    #: The server's ``metrics.ServerMetrics`` when metrics are on (``--metrics``).
+    metrics: Any = None
+
+    #: ``time.monotonic()`` of the accepting loop's last turn (``health.liveness``).
+    loop_heartbeat: float | None = None
 
     #: Longest sleep of an idle session's loop. Shutdown wakes the loops
     #: through a pipe registered in each of them, so they need not wake up
@@ -110,6 +128,7 @@ class DjangoFTPServer(ThreadedFTPServer):
         self._session_threads: set[threading.Thread] = set()
         self._idle_threads = 0
         self._active_sessions = 0
+        self._pre_login = 0
         self._closed_all = False
         own_ioloop = ioloop is None
         ioloop = ioloop or IOLoop.factory()
@@ -121,11 +140,39 @@ class DjangoFTPServer(ThreadedFTPServer):
             raise
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
+        self.ip_map = AddressCounts()
+        self.refusals = RefusalLog(logger)
 
     @property
     def active_sessions(self) -> int:
         """Sessions being served now."""
         return self._active_sessions
+
+    @property
+    def pre_login_sessions(self) -> int:
+        """Sessions being served now that have not logged in."""
+        return self._pre_login
+
+    @property
+    def max_pre_login(self) -> int:
+        """Most connections not logged in at once; 0: no limit of its own."""
+        if not self.max_cons or self.max_pre_login_percent >= 100:
+            return 0
+        return max(1, self.max_cons * self.max_pre_login_percent // 100)
+
+    def pre_login_started(self, handler: Any) -> None:
+        """``handler``'s session is not logged in (any more): count it."""
+        with self._lock:
+            if not handler._counted_pre_login:
+                handler._counted_pre_login = True
+                self._pre_login += 1
+
+    def pre_login_ended(self, handler: Any) -> None:
+        """``handler``'s session logged in or closed: it no longer counts."""
+        with self._lock:
+            if handler._counted_pre_login:
+                handler._counted_pre_login = False
+                self._pre_login -= 1
 
     @property
     def session_threads(self) -> int:
@@ -276,14 +323,14 @@ class DjangoFTPServer(ThreadedFTPServer):
                 return
             ip = addr[0]
             self.ip_map.append(ip)
-            # A refused client is answered on a session thread too: the
-            # refusal sends ftp_client_disconnected, whose receivers must not
-            # run on the thread that accepts everyone's connections.
-            if not self._accept_new_cons():
-                refuse = handler.handle_max_cons
-            elif self.max_cons_per_ip and self.ip_map.count(ip) > self.max_cons_per_ip:
-                refuse = handler.handle_max_cons_per_ip
-            on_loop = refuse is None and self._login_on_loop(handler)
+            refuse = self._refusal(handler, ip)
+            if refuse is None:
+                on_loop = self._login_on_loop(handler)
+            else:
+                # A refusal runs no Django code unless the handler says so;
+                # its ftp_client_disconnected goes to a session thread when
+                # it has receivers (``LoginLoopMixin.on_disconnect``).
+                on_loop = self._refuse_on_loop(handler)
             if not on_loop:
                 self._detach(handler)
         except Exception:
@@ -295,19 +342,65 @@ class DjangoFTPServer(ThreadedFTPServer):
             return
         with self._lock:
             self._active_sessions += 1
+            if refuse is None and hasattr(handler, "_counted_pre_login"):
+                handler._counted_pre_login = True
+                self._pre_login += 1
         if on_loop:
             try:
-                handler.start_on_loop(self)
+                handler.start_on_loop(self, refuse)
             except Exception:
                 handler.handle_error()
             return
         self._queue(self._serve_session, handler, refuse or handler.handle, refuse is None)
 
+    def _refusal(self, handler: Any, ip: str) -> Any:
+        """The handler method that refuses this new connection, or None to serve it.
+
+        The limits in order: all connections, connections from this
+        address (IPv6: its /64), connections not logged in. Each refusal is
+        logged, at most once a minute per limit.
+        """
+        if not self._accept_new_cons():
+            self.refusals.note(
+                "max_connections",
+                "FTP connection from %s refused: FTPSERVER_MAX_CONNECTIONS (%d) reached",
+                ip,
+                self.max_cons,
+            )
+            return handler.handle_max_cons
+        if self.max_cons_per_ip and self.ip_map.count(ip) > self.max_cons_per_ip:
+            self.refusals.note(
+                "max_connections_per_ip",
+                "FTP connection from %s refused: FTPSERVER_MAX_CONNECTIONS_PER_IP (%d) "
+                "reached by %s",
+                ip,
+                self.max_cons_per_ip,
+                address_key(ip),
+            )
+            return handler.handle_max_cons_per_ip
+        limit = self.max_pre_login
+        refuse = getattr(handler, "handle_max_pre_login", None)
+        if limit and refuse is not None and self._pre_login >= limit:
+            self.refusals.note(
+                "max_pre_login",
+                "FTP connection from %s refused: FTPSERVER_MAX_PRE_LOGIN_PERCENT "
+                "reached (%d%% of %d connections: %d not logged in)",
+                ip,
+                self.max_pre_login_percent,
+                self.max_cons,
+                limit,
+            )
+            return refuse
+        return None
+
     def _detach(self, handler: Any) -> None:
-        """Take ``handler`` off this server's loop, its idle timer with it."""
+        """Take ``handler`` off this server's loop, its idle and login timers with it."""
         self.ioloop.unregister(handler._fileno)
         if handler._idler is not None:
             handler._idler.cancel()
+        suspend = getattr(handler, "suspend_login_timer", None)
+        if suspend is not None:
+            suspend()
 
     @staticmethod
     def _attach(handler: Any, ioloop: Any, idle_timer: bool) -> None:
@@ -318,6 +411,9 @@ class DjangoFTPServer(ThreadedFTPServer):
             handler._idler = ioloop.call_later(
                 handler.timeout, handler.handle_timeout, _errback=handler.handle_error
             )
+        resume = getattr(handler, "resume_login_timer", None)
+        if resume is not None:
+            resume()  # on the new loop, for the time left
 
     def _login_on_loop(self, handler: Any) -> bool:
         """Whether ``handler``'s session starts on this loop (see ``loginloop``)."""
@@ -325,6 +421,11 @@ class DjangoFTPServer(ThreadedFTPServer):
         if not isinstance(handler, LoginLoopMixin) or not cls.can_serve_on_loop():
             return False
         return not signals.ftp_client_connected.has_listeners(dispatch.signal_sender_of(handler))
+
+    @staticmethod
+    def _refuse_on_loop(handler: Any) -> bool:
+        """Whether ``handler`` may be refused on this loop (no thread for a refusal)."""
+        return isinstance(handler, LoginLoopMixin) and type(handler).can_serve_on_loop()
 
     def move_to_thread(self, handler: Any) -> None:
         """Serve ``handler``'s session on a thread from now on (see ``loginloop``).
@@ -402,7 +503,9 @@ class DjangoFTPServer(ThreadedFTPServer):
             thread = threading.Thread(target=self._session_thread, name="ftp-session")
             thread.daemon = True
             self._session_threads.add(thread)
-        thread.start()
+            # Started under the lock: close_all() joins the threads of the
+            # set, and joining one not started yet raises.
+            thread.start()
 
     def _next_session(self) -> Any:
         """The next task to run, or ``None`` when this thread is to end."""
@@ -553,18 +656,17 @@ class FTPServerConfig:
     max_login_attempts: int | None = None
     read_limit: int | None = None
     write_limit: int | None = None
+    login_timeout: int | None = None
+    max_pre_login_percent: int | None = None
+    #: ``(host, port)`` or ``"HOST:PORT"`` of /metrics, /healthz and /readyz;
+    #: None reads FTPSERVER_METRICS_ADDRESS (unset: no such endpoint).
+    metrics_address: tuple[str, int] | str | None = None
     #: Peers allowed to send a PROXY protocol header; None: the setting.
     proxy_protocol_trusted: list[str] | None = None
     proxy_protocol_timeout: float | None = None
     handler_options: dict[str, Any] = field(default_factory=dict)
 
-    _LIMITS = (
-        "max_connections",
-        "max_connections_per_ip",
-        "max_login_attempts",
-        "read_limit",
-        "write_limit",
-    )
+    _LIMITS = tuple(LIMIT_RANGES)
 
     def __post_init__(self) -> None:
         if self.server_class is None:
@@ -578,6 +680,8 @@ class FTPServerConfig:
         for name in self._LIMITS:
             if getattr(self, name) is None:
                 setattr(self, name, getattr(conf, name.upper()))
+        if self.metrics_address is None:
+            self.metrics_address = conf.METRICS_ADDRESS
         if self.proxy_protocol_trusted is None:
             self.proxy_protocol_trusted = conf.PROXY_PROTOCOL_TRUSTED
         if self.proxy_protocol_timeout is None:
@@ -632,12 +736,11 @@ class FTPServerConfig:
             value = getattr(self, name)
             if value is None:
                 continue
-            least = 1 if name == "max_login_attempts" else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            problem = limit_problem(name, value)
+            if problem:
                 option = name.replace("_", "-")
                 raise ConfigError(
-                    f"{name.replace('_', ' ')} (--{option}, FTPSERVER_{name.upper()}) must be"
-                    f" a whole number, {least} or more, not {value!r}"
+                    f"{name.replace('_', ' ')} (--{option}, FTPSERVER_{name.upper()}) {problem}"
                 )
         self.trusted_proxies()
         timeout = self.proxy_protocol_timeout
@@ -648,6 +751,13 @@ class FTPServerConfig:
         errors = lockout.check_settings()
         if errors:
             raise ConfigError(errors[0])
+        if self.metrics_address is not None:
+            try:
+                self.metrics_address = utils.parse_address(self.metrics_address)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"metrics address (--metrics, FTPSERVER_METRICS_ADDRESS): {exc}"
+                ) from None
 
     def trusted_proxies(self) -> TrustedProxies:
         """The peers allowed to send a PROXY header; ``ConfigError`` names a bad entry."""
@@ -718,6 +828,9 @@ def check_tls_files(certfile: str, keyfile: str | None) -> None:
 class FTPServerRunner:
     """Create a server from a config and run it until it is stopped."""
 
+    #: Seconds between two stamps of ``server.loop_heartbeat`` by the loop.
+    heartbeat_interval = 0.5
+
     def __init__(self, config: FTPServerConfig) -> None:
         self.config = config
         self._server: Any = None
@@ -725,6 +838,7 @@ class FTPServerRunner:
         self._stop = threading.Event()
         self._wake_fd: int | None = None
         self._previous_handlers: dict[int, Any] | None = None
+        self.operations: Any = None  # opsserver.OperationsServer with metrics on
 
     def handler_options(self) -> dict[str, Any]:
         config = self.config
@@ -740,11 +854,14 @@ class FTPServerRunner:
             options["keyfile"] = config.keyfile or config.certfile
             options["tls_control_required"] = conf.TLS_CONTROL_REQUIRED
             options["tls_data_required"] = conf.TLS_DATA_REQUIRED
+            options["tls_require_session_reuse"] = conf.TLS_REQUIRE_SESSION_REUSE
         if config.sendfile is not None:
             # pyftpdlib's name; 1.0 set ``sendfile``, which pyftpdlib ignores.
             options["use_sendfile"] = bool(config.sendfile)
         if config.max_login_attempts is not None:
             options["max_login_attempts"] = config.max_login_attempts
+        if config.login_timeout is not None:
+            options["login_timeout"] = config.login_timeout
         options.update(config.handler_options)
         return options
 
@@ -782,6 +899,8 @@ class FTPServerRunner:
             server.max_cons = config.max_connections
         if config.max_connections_per_ip is not None:
             server.max_cons_per_ip = config.max_connections_per_ip
+        if config.max_pre_login_percent is not None:
+            server.max_pre_login_percent = config.max_pre_login_percent
         if config.read_limit or config.write_limit:
             # ``server.handler`` is make_server's fresh subclass: no class leaks.
             server.handler.dtp_handler = throttled_dtp_handler(
@@ -793,9 +912,37 @@ class FTPServerRunner:
             except Exception as exc:
                 server.close_all()
                 raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
+        if config.metrics_address is not None:
+            try:
+                self.operations = self._operations_server(server, config.metrics_address)
+            except BaseException:
+                server.close_all()
+                raise
         self._server = server
         self._address = tuple(server.address[:2])
         return server
+
+    @staticmethod
+    def _operations_server(server: Any, address: tuple[str, int]) -> Any:
+        """Count the server's events; bind /metrics, /healthz and /readyz on ``address``."""
+        from .metrics import ServerMetrics, with_metrics
+        from .opsserver import OperationsServer
+
+        try:
+            metrics = ServerMetrics(known_commands=server.handler.proto_cmds)
+        except ImportError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            operations = OperationsServer(address, server, metrics)
+        except OSError as exc:
+            host, port = address
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        # ``server.handler`` is make_server's fresh subclass: no class leaks.
+        server.handler = with_metrics(server.handler)
+        server.metrics = metrics
+        return operations
 
     @property
     def server(self) -> Any:
@@ -863,9 +1010,15 @@ class FTPServerRunner:
             dispatch.send(signal, sender=signal_sender, server=server, host=host, port=port)
 
         self.install_signal_handlers()
+        operations = self.operations
         waker = _StopWaker(server.ioloop)
         self._wake_fd = waker.write_fd
+        heartbeat = None
         try:
+            server.loop_heartbeat = time.monotonic()
+            heartbeat = server.ioloop.call_every(self.heartbeat_interval, _stamp_heartbeat, server)
+            if operations is not None:
+                operations.start()
             announce(signals.ftp_server_started, "started")
             if self._stop.is_set():
                 waker.wake()  # stopped before it started serving
@@ -874,13 +1027,24 @@ class FTPServerRunner:
                 server.serve_forever()
         finally:
             self._wake_fd = None
+            if heartbeat is not None:
+                heartbeat.cancel()
             try:
                 waker.close()
                 if isinstance(server, DjangoFTPServer) or server.ioloop.socket_map:
                     server.close_all()  # not closed by serve_forever() already
             finally:
-                announce(signals.ftp_server_stopped, "stopped")
-                self._restore_signal_handlers()
+                try:
+                    if operations is not None:
+                        operations.close()
+                finally:
+                    announce(signals.ftp_server_stopped, "stopped")
+                    self._restore_signal_handlers()
+
+
+def _stamp_heartbeat(server: Any) -> None:
+    """Runs on the accepting loop: the loop turned (``health.liveness``)."""
+    server.loop_heartbeat = time.monotonic()
 
 
 class _StopServing(SystemExit):

@@ -182,6 +182,35 @@ def test_e008_masquerade_address_is_ipv4(settings):
     assert checks.check_masquerade_address() == []
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("FTPSERVER_MAX_CONNECTIONS_PER_IP", -1, "0 or more, not -1"),
+        ("FTPSERVER_MAX_CONNECTIONS_PER_IP", "20", "0 or more, not '20'"),
+        ("FTPSERVER_LOGIN_TIMEOUT", 30.5, "0 or more, not 30.5"),
+        ("FTPSERVER_LOGIN_TIMEOUT", True, "0 or more, not True"),
+        ("FTPSERVER_MAX_PRE_LOGIN_PERCENT", 0, "from 1 to 100, not 0"),
+        ("FTPSERVER_MAX_PRE_LOGIN_PERCENT", 0.8, "from 1 to 100, not 0.8"),
+        ("FTPSERVER_MAX_CONNECTIONS", -5, "0 or more, not -5"),
+        ("FTPSERVER_MAX_LOGIN_ATTEMPTS", 0, "1 or more, not 0"),
+        ("FTPSERVER_WRITE_LIMIT", "1MB", "0 or more, not '1MB'"),
+    ],
+)
+def test_e013_bad_limit(settings, name, value, problem):
+    setattr(settings, name, value)
+    messages = checks.check_limits()
+    assert ids(messages) == ["django_ftpserver.E013"]
+    assert messages[0].msg == f"{name} must be a whole number, {problem}."
+
+
+def test_e013_good_limits(settings):
+    settings.FTPSERVER_MAX_CONNECTIONS_PER_IP = 0
+    settings.FTPSERVER_LOGIN_TIMEOUT = 0
+    settings.FTPSERVER_MAX_PRE_LOGIN_PERCENT = 100
+    settings.FTPSERVER_MAX_CONNECTIONS = None  # pyftpdlib's own
+    assert checks.check_limits() == []
+
+
 @pytest.mark.parametrize("value", ["Atomic", "fast", 1])
 def test_e009_upload_mode(settings, value):
     settings.FTPSERVER_UPLOAD_MODE = value
@@ -227,6 +256,21 @@ def test_w002_tls_not_required(settings, certificate):
     assert checks.check_tls_required() == []
 
 
+def test_w010_session_reuse_needs_tls_on_data(settings):
+    assert checks.check_session_reuse() == []  # off
+    settings.FTPSERVER_TLS_REQUIRE_SESSION_REUSE = True
+    settings.FTPSERVER_CERTFILE = None
+    messages = checks.check_session_reuse()
+    assert ids(messages) == ["django_ftpserver.W010"]
+    assert "without a certificate" in messages[0].msg
+    settings.FTPSERVER_CERTFILE = "/etc/ssl/cert.pem"
+    assert checks.check_session_reuse() == []
+    settings.FTPSERVER_TLS_DATA_REQUIRED = False
+    messages = checks.check_session_reuse()
+    assert ids(messages) == ["django_ftpserver.W010"]
+    assert "clear data connections" in messages[0].msg
+
+
 def test_manage_py_check(settings):
     call_command("check", stdout=StringIO())  # defaults: no issue
     settings.FTPSERVER_HOST = "0.0.0.0"
@@ -250,6 +294,16 @@ def test_w003_process_local_lockout_cache(settings):
     assert checks.check_lockout_cache() == []
 
 
+def test_w003_on_every_command_behind_a_balancer(settings):
+    """Trusting a PROXY protocol balancer means several servers: W003 stops waiting for --deploy."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.FTPSERVER_PROXY_PROTOCOL_TRUSTED = ["10.0.0.0/8"]
+    assert ids(ftpserver_messages()) == ["django_ftpserver.W003"]
+    assert ids(ftpserver_deploy_messages()) == ["django_ftpserver.W003"]  # once, not twice
+    settings.FTPSERVER_PROXY_PROTOCOL_TRUSTED = []
+    assert ftpserver_messages() == []
+
+
 def test_w003_not_for_a_shared_cache(settings, tmp_path):
     settings.CACHES = {
         "default": {
@@ -261,3 +315,23 @@ def test_w003_not_for_a_shared_cache(settings, tmp_path):
     assert checks.check_lockout_cache() == []
     settings.FTPSERVER_LOCKOUT_CACHE = "local"
     assert ids(checks.check_lockout_cache()) == ["django_ftpserver.W003"]
+
+
+@pytest.mark.parametrize("value", ["nope", "127.0.0.1:70000", "::1:9100", 3.5])
+def test_e030_bad_metrics_address(settings, value):
+    settings.FTPSERVER_METRICS_ADDRESS = value
+    assert ids(checks.check_metrics_address()) == ["django_ftpserver.E030"]
+
+
+@pytest.mark.parametrize("value", [None, "127.0.0.1:9100", "[::1]:9100", "9100"])
+def test_e030_good_metrics_address(settings, value):
+    settings.FTPSERVER_METRICS_ADDRESS = value
+    assert checks.check_metrics_address() == []
+
+
+def test_e031_metrics_without_prometheus_client(settings, monkeypatch):
+    settings.FTPSERVER_METRICS_ADDRESS = "127.0.0.1:9100"
+    monkeypatch.setitem(__import__("sys").modules, "prometheus_client", None)
+    messages = checks.check_metrics_address()
+    assert ids(messages) == ["django_ftpserver.E031"]
+    assert "django-ftpserver[metrics]" in messages[0].hint
