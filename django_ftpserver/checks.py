@@ -373,17 +373,7 @@ def check_session_reuse(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     ]
 
 
-@register(TAG, Tags.security, deploy=True)
-def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """W003: lockouts in a process-local cache are per process and out of the commands' reach.
-
-    A deployment check (``manage.py check --deploy``) only: one server
-    process with Django's default cache is what every new project starts
-    with, and it is protected (the process counts its own failures). A
-    warning on every command from the first minute would teach people to
-    ignore warnings; the lockout commands say the same thing on their own,
-    where it matters.
-    """
+def _lockout_cache_warning() -> list[CheckMessage]:
     from . import lockout
 
     if not lockout.enabled() or lockout.check_settings() or not lockout.cache_is_process_local():
@@ -398,6 +388,39 @@ def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             id="django_ftpserver.W003",
         )
     ]
+
+
+def _behind_a_balancer() -> bool:
+    trusted = _setting("FTPSERVER_PROXY_PROTOCOL_TRUSTED")
+    return bool(trusted) and not isinstance(trusted, bool)
+
+
+@register(TAG, Tags.security, deploy=True)
+def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W003: lockouts in a process-local cache are per process and out of the commands' reach.
+
+    A deployment check (``manage.py check --deploy``) only: one server
+    process with Django's default cache is what every new project starts
+    with, and it is protected (the process counts its own failures). A
+    warning on every command from the first minute would teach people to
+    ignore warnings; the lockout commands say the same thing on their own,
+    where it matters. :func:`check_lockout_cache_scaled_out` says it on
+    every command once the settings show several servers.
+    """
+    if _behind_a_balancer():
+        return []  # check_lockout_cache_scaled_out reports it, once
+    return _lockout_cache_warning()
+
+
+@register(TAG, Tags.security)
+def check_lockout_cache_scaled_out(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W003 on every command when a balancer (PROXY protocol) spreads clients over servers.
+
+    Behind a balancer, each server counting its own failures multiplies
+    the attempts an attacker gets by the number of servers: no longer a
+    deployment detail.
+    """
+    return _lockout_cache_warning() if _behind_a_balancer() else []
 
 
 @register(TAG)

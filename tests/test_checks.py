@@ -265,6 +265,16 @@ def test_w003_process_local_lockout_cache(settings):
     assert checks.check_lockout_cache() == []
 
 
+def test_w003_on_every_command_behind_a_balancer(settings):
+    """Trusting a PROXY protocol balancer means several servers: W003 stops waiting for --deploy."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.FTPSERVER_PROXY_PROTOCOL_TRUSTED = ["10.0.0.0/8"]
+    assert ids(ftpserver_messages()) == ["django_ftpserver.W003"]
+    assert ids(ftpserver_deploy_messages()) == ["django_ftpserver.W003"]  # once, not twice
+    settings.FTPSERVER_PROXY_PROTOCOL_TRUSTED = []
+    assert ftpserver_messages() == []
+
+
 def test_w003_not_for_a_shared_cache(settings, tmp_path):
     settings.CACHES = {
         "default": {
