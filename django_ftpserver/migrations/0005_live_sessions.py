@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("django_ftpserver", "0003_path_rules"),
+        ("django_ftpserver", "0004_quotas"),
     ]
 
     operations = [
