@@ -41,6 +41,7 @@ from .conf import conf
 from .dispatch import signal_sender_of
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
+from .replies import ClientRepliesMixin
 
 logger = logging.getLogger(__name__)
 
@@ -370,9 +371,7 @@ class PathPermissionFactsMixin:
         perms_for = self._perms_for()
         if perms_for is None:
             return super().ftp_MLSD(path)
-        if not self.fs.isdir(path):  # RFC 3659: 501 for a path that is not a directory
-            self.respond("501 No such directory.")
-            return None
+        # ClientRepliesMixin answered a path that is not a directory.
         try:
             listing = self.run_as_current_user(self.fs.listdir, path)
         except (OSError, FilesystemError) as err:
@@ -583,6 +582,7 @@ class HomeDirMixin:
 class DjangoHandlerMixin(
     LoginLoopMixin,
     SignalEmitterMixin,
+    ClientRepliesMixin,
     CommandLineGuardMixin,
     PathPermissionFactsMixin,
     LoginGuardMixin,
