@@ -29,13 +29,31 @@ Not found is 550
     reachable: ``LIST ./-x``, ``LIST -- -x`` or its absolute path. A name
     with anything but letters and digits after the dash (``-x.txt``,
     ``-my file``) is a path as it stands.
+
+``CWD`` without the process's working directory
+    pyftpdlib's ``CWD`` checks a local directory by ``os.chdir()``-ing the
+    whole process into it, then changes back. With a session per thread,
+    two ``CWD`` commands at once (rclone's checkers, ``lftp mirror --parallel``)
+    leave the process in one of the clients' directories; once that is
+    deleted, every later ``CWD`` fails in ``os.getcwd()`` and its session
+    is dropped, and relative paths anywhere in the process point into a
+    user's home. Here ``CWD`` on a local filesystem checks the directory
+    with ``stat()``/``access()`` as the session's user and never changes
+    the process's directory; a filesystem with its own ``chdir()``
+    (``StorageFS``) is asked directly.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from typing import Any
+
+from pyftpdlib.exceptions import FilesystemError
+from pyftpdlib.filesystems import AbstractedFS
+from pyftpdlib.utils import strerror
 
 __all__ = ["ClientRepliesMixin", "split_list_options"]
 
@@ -96,3 +114,25 @@ class ClientRepliesMixin:
                 self.respond("550 No such file or directory.")
                 return None
         return super().ftp_STOU(line)
+
+    def ftp_CWD(self, path: str) -> Any:
+        try:
+            self.run_as_current_user(self._change_directory, path)
+        except (OSError, FilesystemError) as err:
+            self.respond(f"550 {strerror(err)}.")
+            return None
+        self.respond(f'250 "{self.fs.cwd}" is the current directory.')
+        return path
+
+    def _change_directory(self, path: str) -> None:
+        """``fs.chdir(path)``, without ``os.chdir()`` for pyftpdlib's own ``chdir``."""
+        if type(self.fs).chdir is not AbstractedFS.chdir:
+            self.fs.chdir(path)
+            return
+        # What os.chdir() would refuse, as the user the session runs as.
+        if not stat.S_ISDIR(os.stat(path).st_mode):  # ENOENT, EACCES on the way
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        effective = os.access in os.supports_effective_ids
+        if not os.access(path, os.X_OK, effective_ids=effective):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        self.fs.cwd = self.fs.fs2ftp(path)

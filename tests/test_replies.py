@@ -10,6 +10,8 @@ patch); ``MLSD`` of a file answers RFC 3659's 501. Listing commands accept
 from __future__ import annotations
 
 import ftplib
+import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -238,3 +240,53 @@ def test_options_do_not_hide_a_climb_above_home(listing_ftp: ftplib.FTP) -> None
         with pytest.raises(ftplib.error_perm, match="^550"):
             listing_ftp.retrlines(command) if command[0] != "S" else listing_ftp.sendcmd(command)
     assert listing_ftp.voidcmd("NOOP").startswith("200")
+
+
+# --- CWD and the process's working directory
+
+
+def test_cwd_works_when_the_process_directory_is_gone(
+    raw: RawClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyftpdlib's CWD starts with os.getcwd(), which fails here and drops the session."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)  # restored after the test
+    gone.rmdir()
+    assert raw.send(b"CWD d")[0] == 250
+    assert raw.send(b"CWD nope")[0] == 550
+    assert raw.send(b"CWD f.txt")[0] == 550
+    assert raw.send(b"CWD /")[0] == 250
+
+
+def test_concurrent_cwd_leaves_the_process_directory_alone(
+    served: tuple[RunningServer, Path],
+) -> None:
+    """Sessions run on threads: a CWD must not move the whole process."""
+    server, home = served
+    for n in range(6):
+        (home / f"dir{n}" / "sub").mkdir(parents=True)
+    before = os.getcwd()
+    errors: list[str] = []
+
+    def session(n: int) -> None:
+        client = RawClient(server, timeout=60)
+        try:
+            client.login("alice")
+            for _ in range(40):
+                for path in (f"/dir{n}", "sub", "/", f"dir{n}/sub"):
+                    code, text = client.send(f"CWD {path}".encode())
+                    if code != 250:
+                        errors.append(f"CWD {path}: {code} {text!r}")
+                    if os.getcwd() != before:
+                        errors.append(f"process moved to {os.getcwd()}")
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert os.getcwd() == before
