@@ -4,12 +4,14 @@ Every pyftpdlib command that takes a path answers 550 for a path that does
 not exist (sync clients read only 550 as "not found"), on the local
 filesystem and on ``StorageFS`` (with and without its ``FileSystemStorage``
 patch); ``MLSD`` of a file answers RFC 3659's 501. Listing commands accept
-``ls``-style options before or instead of the path.
+``ls``-style options before or instead of the path. ``CWD`` never moves
+the whole process. ``REST`` and ``APPE`` resume on every filesystem.
 """
 
 from __future__ import annotations
 
 import ftplib
+import io
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +22,7 @@ import pytest
 
 from django_ftpserver.replies import split_list_options
 
-from .conftest import PASSWORD, RawClient, RunningServer
+from .conftest import PASSWORD, RawClient, RunningServer, SignalRecorder
 from .test_filesystems import GenericStorageFS, use_storage
 
 FILESYSTEMS = ["local", "storage", "generic-storage"]
@@ -290,3 +292,37 @@ def test_concurrent_cwd_leaves_the_process_directory_alone(
         thread.join(120)
     assert errors == []
     assert os.getcwd() == before
+
+
+# --- resume
+
+
+def test_resume_both_ways(served: tuple[RunningServer, Path], recorder: SignalRecorder) -> None:
+    """REST + RETR, REST + STOR and APPE give the whole file, and one signal each."""
+    server, home = served
+    data = bytes(range(256)) * 4000
+    (home / "rest.bin").write_bytes(data[:300_000])
+    (home / "appe.bin").write_bytes(data[:123_457])
+    (home / "whole.bin").write_bytes(data)
+    ftp = server.connect("alice")
+    try:
+        out = io.BytesIO()
+        ftp.retrbinary("RETR whole.bin", out.write, rest=654_321)
+        assert out.getvalue() == data[654_321:]
+        assert ftp.size("rest.bin") == 300_000
+        ftp.storbinary("STOR rest.bin", io.BytesIO(data[300_000:]), rest=300_000)
+        ftp.storbinary("APPE appe.bin", io.BytesIO(data[123_457:]))
+        with pytest.raises(ftplib.error_perm, match="^554"):  # past the end
+            ftp.retrbinary("RETR whole.bin", out.write, rest=len(data) + 1)
+    finally:
+        ftp.quit()
+    assert (home / "rest.bin").read_bytes() == data
+    assert (home / "appe.bin").read_bytes() == data
+    recorder.wait("ftp_file_received", 2)
+    recorder.settle()
+    assert sorted(event["ftp_path"] for event in recorder.of("ftp_file_received")) == [
+        "/appe.bin",
+        "/rest.bin",
+    ]
+    assert recorder.of("ftp_file_received_incomplete") == []
+    assert [event["ftp_path"] for event in recorder.of("ftp_file_sent")] == ["/whole.bin"]
