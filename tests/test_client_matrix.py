@@ -131,10 +131,6 @@ class Served:
         assert self.recorder.of("ftp_file_received_incomplete") == []
         assert self.recorder.of("ftp_file_sent_incomplete") == []
 
-    def reset(self) -> None:
-        with self.recorder.condition:
-            self.recorder.events.clear()
-
 
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
