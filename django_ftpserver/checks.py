@@ -313,3 +313,39 @@ def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             id="django_ftpserver.W003",
         )
     ]
+
+
+@register(TAG)
+def check_s3_uploads(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E020: S3 multipart uploads need parts of at least 5 MiB and at least one thread."""
+    from .s3 import MIN_PART_SIZE
+
+    errors: list[CheckMessage] = []
+    try:
+        part_size = conf.S3_PART_SIZE
+        threads = conf.S3_UPLOAD_THREADS
+    except (TypeError, ValueError) as exc:
+        return [
+            Error(
+                f"FTPSERVER_S3_PART_SIZE / FTPSERVER_S3_UPLOAD_THREADS must be integers: {exc}",
+                hint="For example FTPSERVER_S3_PART_SIZE = 16 * 1024 * 1024.",
+                id="django_ftpserver.E020",
+            )
+        ]
+    if part_size < MIN_PART_SIZE:
+        errors.append(
+            Error(
+                f"FTPSERVER_S3_PART_SIZE is {part_size}; S3 refuses parts under 5 MiB.",
+                hint=f"Use at least {MIN_PART_SIZE} (5 MiB); the default is 8 MiB.",
+                id="django_ftpserver.E020",
+            )
+        )
+    if threads < 1:
+        errors.append(
+            Error(
+                f"FTPSERVER_S3_UPLOAD_THREADS is {threads}; an upload needs at least one.",
+                hint="Use 1 or more; each adds one part of memory per upload.",
+                id="django_ftpserver.E020",
+            )
+        )
+    return errors

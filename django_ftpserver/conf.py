@@ -57,6 +57,9 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_READ_LIMIT": None,
     "FTPSERVER_WRITE_LIMIT": None,
     "FTPSERVER_CREATE_HOME_DIRS": False,
+    # Object storage (django_ftpserver.s3): multipart part size and parts in flight.
+    "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
+    "FTPSERVER_S3_UPLOAD_THREADS": 4,
 }
 
 
@@ -221,6 +224,16 @@ class Settings:
     @property
     def CREATE_HOME_DIRS(self) -> bool:
         return bool(get("FTPSERVER_CREATE_HOME_DIRS"))
+
+    @property
+    def S3_PART_SIZE(self) -> int:
+        """Bytes per part of an upload to S3 (at least 5 MiB, S3's minimum)."""
+        return int(get("FTPSERVER_S3_PART_SIZE"))
+
+    @property
+    def S3_UPLOAD_THREADS(self) -> int:
+        """Parts of one upload sent at once; memory per upload is (this + 1) parts."""
+        return int(get("FTPSERVER_S3_UPLOAD_THREADS"))
 
 
 conf = Settings()
