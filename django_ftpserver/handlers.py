@@ -43,6 +43,7 @@ from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 from .prechecks import PreSignalMixin
 from .replies import ClientRepliesMixin
+from .uploads import UploadDTPMixin, UploadMixin
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class ResetAwareDTPMixin:
         super().handle_close()
 
 
-class DjangoDTPHandler(ResetAwareDTPMixin, DTPHandler):
+class DjangoDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, DTPHandler):
     """Plain data channel of ``DjangoFTPHandler``.
 
     Reads and ``sendfile()``s 256 KB at a time instead of pyftpdlib's 64 KB:
@@ -109,7 +110,7 @@ class DjangoDTPHandler(ResetAwareDTPMixin, DTPHandler):
     ac_out_buffer_size = 262144
 
 
-class DjangoThrottledDTPHandler(ResetAwareDTPMixin, ThrottledDTPHandler):
+class DjangoThrottledDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, ThrottledDTPHandler):
     """Bandwidth-limited data channel (``read_limit``/``write_limit``)."""
 
 
@@ -589,6 +590,7 @@ class DjangoHandlerMixin(
     LoginGuardMixin,
     HomeDirMixin,
     PreSignalMixin,
+    UploadMixin,
 ):
     """Everything the app adds to a pyftpdlib control handler, in order.
 
