@@ -109,6 +109,7 @@ class DjangoFTPServer(ThreadedFTPServer):
         self._session_threads: set[threading.Thread] = set()
         self._idle_threads = 0
         self._active_sessions = 0
+        self._closed_all = False
         own_ioloop = ioloop is None
         ioloop = ioloop or IOLoop.factory()
         try:
@@ -137,8 +138,40 @@ class DjangoFTPServer(ThreadedFTPServer):
     def _refresh_tasks(self) -> None:
         pass  # threads leave the set themselves
 
+    def serve_forever(
+        self, timeout: float | None = None, blocking: bool = True, handle_exit: bool = True
+    ) -> None:
+        """Serve until interrupted, as pyftpdlib's; ``close_all()`` after, with ``handle_exit``.
+
+        pyftpdlib's threaded server polls every second whatever is
+        scheduled; here each poll lasts until the next scheduled call (a
+        failed login's delayed reply, an idle timeout) at most, computed
+        after the previous events were handled.
+        """
+        if not blocking:
+            super().serve_forever(timeout, blocking, handle_exit)
+            return
+        ioloop = self.ioloop
+        poll, sched = ioloop.poll, ioloop.sched
+        longest = self.poll_timeout if timeout is None else timeout
+        try:
+            while ioloop.socket_map:
+                wait = longest
+                if sched._tasks:
+                    wait = min(wait, max(0.0, sched._tasks[0].timeout - timer()))
+                poll(wait)
+                sched.poll()
+        except (KeyboardInterrupt, SystemExit):
+            if not handle_exit:
+                raise
+        if handle_exit:
+            self.close_all()
+
     def close_all(self) -> None:
         """Stop serving, end every session, then stop the authorizer's workers."""
+        if self._closed_all:
+            return
+        self._closed_all = True
         try:
             self._active_tasks_idler.cancel()
             self._exit.set()
@@ -600,14 +633,12 @@ def check_tls_files(certfile: str, keyfile: str | None) -> None:
 class FTPServerRunner:
     """Create a server from a config and run it until it is stopped."""
 
-    #: Seconds between checks of the stop flag while idle.
-    poll_interval = 0.5
-
     def __init__(self, config: FTPServerConfig) -> None:
         self.config = config
         self._server: Any = None
         self._address: tuple[str, int] | None = None
         self._stop = threading.Event()
+        self._wake_fd: int | None = None
         self._previous_handlers: dict[int, Any] | None = None
 
     def handler_options(self) -> dict[str, Any]:
@@ -689,6 +720,10 @@ class FTPServerRunner:
     def stop(self) -> None:
         """Ask ``run()`` to return; safe from any thread and from signal handlers."""
         self._stop.set()
+        fd = self._wake_fd
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, b"x")
 
     def install_signal_handlers(self) -> None:
         """Make SIGTERM and SIGINT call ``stop()`` (main thread only; idempotent).
@@ -712,7 +747,16 @@ class FTPServerRunner:
         self._previous_handlers = None
 
     def run(self, sender: Any = None) -> None:
-        """Serve until stopped, sending the start and stop signals."""
+        """Serve through ``server.serve_forever()`` until stopped; send the start and stop signals.
+
+        As in django-ftpserver 1.0, serving is the server's
+        ``serve_forever()``: a server class that overrides it, or a test
+        that patches it, is honoured. ``stop()`` (SIGTERM, SIGINT, another
+        thread) wakes the server's loop through a pipe and ends
+        ``serve_forever()`` as pyftpdlib's own interrupt handling does.
+        Whichever way it ends (stopped, returned, raised), the server is
+        closed and ``ftp_server_stopped`` is sent once.
+        """
         if self._server is None:
             raise RuntimeError("Server not created. Call create_server() first.")
         server = self._server
@@ -724,14 +768,64 @@ class FTPServerRunner:
             dispatch.send(signal, sender=signal_sender, server=server, host=host, port=port)
 
         self.install_signal_handlers()
+        waker = _StopWaker(server.ioloop)
+        self._wake_fd = waker.write_fd
         try:
             announce(signals.ftp_server_started, "started")
-            loop = server.ioloop.loop
-            while not self._stop.is_set():
-                loop(self.poll_interval, blocking=False)
+            if self._stop.is_set():
+                waker.wake()  # stopped before it started serving
+            # _StopServing escapes a serve_forever() that lets interrupts through.
+            with contextlib.suppress(_StopServing):
+                server.serve_forever()
         finally:
+            self._wake_fd = None
             try:
-                server.close_all()
+                waker.close()
+                if isinstance(server, DjangoFTPServer) or server.ioloop.socket_map:
+                    server.close_all()  # not closed by serve_forever() already
             finally:
                 announce(signals.ftp_server_stopped, "stopped")
                 self._restore_signal_handlers()
+
+
+class _StopServing(SystemExit):
+    """Ends ``serve_forever()`` from inside its loop (pyftpdlib handles ``SystemExit``)."""
+
+
+class _StopWaker:
+    """A pipe registered in the server's loop; a byte written to it ends serving."""
+
+    def __init__(self, ioloop: Any) -> None:
+        self.ioloop = ioloop
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self._fileno = self.read_fd
+        ioloop.register(self.read_fd, self, ioloop.READ)
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.write_fd, b"x")
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def handle_read_event(self) -> None:
+        raise _StopServing()
+
+    handle_close = handle_read_event
+
+    def close(self) -> None:
+        """Unregister and close the pipe (also called by the loop's ``close()``)."""
+        if self.read_fd < 0:
+            return
+        if self.ioloop.socket_map.get(self.read_fd) is self:
+            with contextlib.suppress(Exception):
+                self.ioloop.unregister(self.read_fd)
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.read_fd = self.write_fd = -1
