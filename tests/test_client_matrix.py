@@ -32,10 +32,6 @@ from .test_tls_policy import Certificate, make_certificate
 #: client held to TLS 1.2.
 MODES = ["plain", "ftps", "ftps-tls1.2"]
 
-#: The uploads over TLS 1.3 of clients that close the data connection
-#: without reading the server's session tickets lose their last bytes.
-CUT_SHORT = "FTPS uploads cut short: issue 9 point 3"
-
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 #: A nested tree: empty files, a 3 MB file, spaces and non-ASCII names.
@@ -240,12 +236,6 @@ def _lftp(served: Served, *commands: str, cwd: Path) -> subprocess.CompletedProc
 
 
 @_needs("lftp")
-@pytest.mark.parametrize(
-    "served",
-    # A race: some runs lose no upload.
-    ["plain", pytest.param("ftps", marks=pytest.mark.xfail(reason=CUT_SHORT)), "ftps-tls1.2"],
-    indirect=True,
-)
 def test_lftp(served: Served, tmp_path: Path) -> None:
     source = tmp_path / "source"
     tree = make_tree(source)
@@ -312,15 +302,6 @@ def _rclone(served: Served, tmp_path: Path, *args: str) -> subprocess.CompletedP
 
 
 @_needs("rclone")
-@pytest.mark.parametrize(
-    "served",
-    [
-        "plain",
-        pytest.param("ftps", marks=pytest.mark.xfail(strict=True, reason=CUT_SHORT)),
-        "ftps-tls1.2",
-    ],
-    indirect=True,
-)
 def test_rclone_sync_check_purge(served: Served, tmp_path: Path) -> None:
     source = tmp_path / "source"
     tree = make_tree(source)
