@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_AUTH_WORKERS": None,
     "FTPSERVER_TLS_CONTROL_REQUIRED": True,
     "FTPSERVER_TLS_DATA_REQUIRED": True,
+    "FTPSERVER_TLS_REQUIRE_SESSION_REUSE": False,
     # Brute-force lockout (see lockout.py); FAILURES = 0 turns it off.
     "FTPSERVER_LOCKOUT_FAILURES": 10,
     "FTPSERVER_LOCKOUT_WINDOW": 900,
@@ -57,6 +58,12 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_READ_LIMIT": None,
     "FTPSERVER_WRITE_LIMIT": None,
     "FTPSERVER_CREATE_HOME_DIRS": False,
+    # Operations endpoint (/metrics, /healthz, /readyz): "HOST:PORT" or None.
+    "FTPSERVER_METRICS_ADDRESS": None,
+    # PROXY protocol (see proxyprotocol.py): the balancers allowed to send
+    # a header; empty turns it off.
+    "FTPSERVER_PROXY_PROTOCOL_TRUSTED": (),
+    "FTPSERVER_PROXY_PROTOCOL_TIMEOUT": 5,
     # "standard" (write into the file named) or "atomic" (write beside it,
     # move into place when complete); see uploads.py.
     "FTPSERVER_UPLOAD_MODE": "standard",
@@ -192,6 +199,10 @@ class Settings:
         return bool(get("FTPSERVER_TLS_DATA_REQUIRED"))
 
     @property
+    def TLS_REQUIRE_SESSION_REUSE(self) -> bool:
+        return bool(get("FTPSERVER_TLS_REQUIRE_SESSION_REUSE"))
+
+    @property
     def LOCKOUT_FAILURES(self) -> int:
         return int(get("FTPSERVER_LOCKOUT_FAILURES"))
 
@@ -230,6 +241,28 @@ class Settings:
     @property
     def CREATE_HOME_DIRS(self) -> bool:
         return bool(get("FTPSERVER_CREATE_HOME_DIRS"))
+
+    @property
+    def METRICS_ADDRESS(self) -> str | tuple[str, int] | None:
+        """Where to serve /metrics, /healthz and /readyz; ``None``: nowhere."""
+        return get("FTPSERVER_METRICS_ADDRESS")
+
+    @property
+    def PROXY_PROTOCOL_TRUSTED(self) -> list[str]:
+        """Addresses and networks (CIDR) allowed to send a PROXY protocol header.
+
+        One string is taken as a list of one; anything else that is not a
+        list is returned as is, for the check (E011) to name it.
+        """
+        value = get("FTPSERVER_PROXY_PROTOCOL_TRUSTED")
+        if isinstance(value, str):
+            return [value]
+        return list(value) if isinstance(value, (list, tuple, set, frozenset)) else value
+
+    @property
+    def PROXY_PROTOCOL_TIMEOUT(self) -> float:
+        """Seconds a trusted proxy has to send its whole header."""
+        return float(get("FTPSERVER_PROXY_PROTOCOL_TIMEOUT"))
 
     @property
     def UPLOAD_MODE(self) -> str:

@@ -27,6 +27,7 @@ import os
 import select
 import signal
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ from . import dispatch, lockout, signals, utils
 from .conf import conf
 from .handlers import throttled_dtp_handler
 from .loginloop import LoginLoopMixin
+from .proxyprotocol import HeaderReader, ProxiedSocket, ProxyHeader, TrustedProxies
 from .workers import DatabaseWorkers
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,12 @@ class DjangoFTPServer(ThreadedFTPServer):
 
     #: Seconds a session thread with nothing to serve waits before ending.
     thread_idle_timeout = 60.0
+
+    #: The server's ``metrics.ServerMetrics`` when metrics are on (``--metrics``).
+    metrics: Any = None
+
+    #: ``time.monotonic()`` of the accepting loop's last turn (``health.liveness``).
+    loop_heartbeat: float | None = None
 
     #: Longest sleep of an idle session's loop. Shutdown wakes the loops
     #: through a pipe registered in each of them, so they need not wake up
@@ -205,7 +213,66 @@ class DjangoFTPServer(ThreadedFTPServer):
         # Counted before the new session's thread exists.
         return self._map_len() < self.max_cons
 
+    #: Peers allowed to send a PROXY protocol header (``proxyprotocol``);
+    #: empty: none, every connection is served as coming from its peer.
+    proxy_protocol: TrustedProxies = TrustedProxies(())
+    #: Seconds a trusted peer has to send its whole PROXY header.
+    proxy_header_timeout = 5.0
+
     def handle_accepted(self, sock: Any, addr: Any) -> None:
+        if self.proxy_protocol and addr[0] in self.proxy_protocol:
+            self._read_proxy_header(sock, addr)
+            return
+        self._accept_session(sock, addr)
+
+    def _read_proxy_header(self, sock: Any, addr: Any) -> None:
+        """Serve ``sock`` once its PROXY header named the client (see ``proxyprotocol``).
+
+        The header is read on this loop, before any handler exists: the
+        client's address then holds from the very first thing the server
+        does with the connection (the per-address limit, the greeting,
+        ``ftp_client_connected``), exactly as for a direct connection.
+        """
+        peer = f"{addr[0]}:{addr[1]}"
+
+        def on_header(header: ProxyHeader) -> None:
+            if header.source is None:
+                # LOCAL (the balancer's health check), UNKNOWN, UNSPEC or
+                # UNIX: the protocol says to use the connection's own addresses.
+                log = logger.debug if header.command == "LOCAL" else logger.info
+                log(
+                    "FTP PROXY v%d header from %s names no client (%s %s): "
+                    "serving it as the balancer's own connection",
+                    header.version,
+                    peer,
+                    header.command,
+                    header.family,
+                )
+                self._accept_session(sock, addr)
+                return
+            try:
+                proxied = ProxiedSocket.wrap(sock, header.source)
+            except OSError:  # the balancer left already
+                with contextlib.suppress(OSError):
+                    sock.close()
+                return
+            logger.debug(
+                "FTP PROXY v%d header from %s: client %s", header.version, peer, header.source
+            )
+            self._accept_session(proxied, header.source)
+
+        def on_failure(reason: str, sent_something: bool) -> None:
+            # A balancer's plain TCP health check connects and leaves: not news.
+            quiet = not sent_something and "closed" in reason
+            log = logger.debug if quiet else logger.warning
+            log("FTP connection from trusted proxy %s closed: %s", peer, reason)
+
+        HeaderReader(
+            sock, peer, self.ioloop, self.proxy_header_timeout, on_header, on_failure
+        ).start()
+
+    def _accept_session(self, sock: Any, addr: Any) -> None:
+        """What pyftpdlib's ``handle_accepted`` does, for the client at ``addr``."""
         handler = None
         ip = None
         refuse = None
@@ -342,7 +409,9 @@ class DjangoFTPServer(ThreadedFTPServer):
             thread = threading.Thread(target=self._session_thread, name="ftp-session")
             thread.daemon = True
             self._session_threads.add(thread)
-        thread.start()
+            # Started under the lock: close_all() joins the threads of the
+            # set, and joining one not started yet raises.
+            thread.start()
 
     def _next_session(self) -> Any:
         """The next task to run, or ``None`` when this thread is to end."""
@@ -493,6 +562,12 @@ class FTPServerConfig:
     max_login_attempts: int | None = None
     read_limit: int | None = None
     write_limit: int | None = None
+    #: ``(host, port)`` or ``"HOST:PORT"`` of /metrics, /healthz and /readyz;
+    #: None reads FTPSERVER_METRICS_ADDRESS (unset: no such endpoint).
+    metrics_address: tuple[str, int] | str | None = None
+    #: Peers allowed to send a PROXY protocol header; None: the setting.
+    proxy_protocol_trusted: list[str] | None = None
+    proxy_protocol_timeout: float | None = None
     handler_options: dict[str, Any] = field(default_factory=dict)
 
     _LIMITS = (
@@ -515,6 +590,12 @@ class FTPServerConfig:
         for name in self._LIMITS:
             if getattr(self, name) is None:
                 setattr(self, name, getattr(conf, name.upper()))
+        if self.metrics_address is None:
+            self.metrics_address = conf.METRICS_ADDRESS
+        if self.proxy_protocol_trusted is None:
+            self.proxy_protocol_trusted = conf.PROXY_PROTOCOL_TRUSTED
+        if self.proxy_protocol_timeout is None:
+            self.proxy_protocol_timeout = conf.PROXY_PROTOCOL_TIMEOUT
 
     @property
     def use_tls(self) -> bool:
@@ -572,9 +653,34 @@ class FTPServerConfig:
                     f"{name.replace('_', ' ')} (--{option}, FTPSERVER_{name.upper()}) must be"
                     f" a whole number, {least} or more, not {value!r}"
                 )
+        self.trusted_proxies()
+        timeout = self.proxy_protocol_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError(
+                f"FTPSERVER_PROXY_PROTOCOL_TIMEOUT must be more than 0 seconds, not {timeout!r}"
+            )
         errors = lockout.check_settings()
         if errors:
             raise ConfigError(errors[0])
+        if self.metrics_address is not None:
+            try:
+                self.metrics_address = utils.parse_address(self.metrics_address)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"metrics address (--metrics, FTPSERVER_METRICS_ADDRESS): {exc}"
+                ) from None
+
+    def trusted_proxies(self) -> TrustedProxies:
+        """The peers allowed to send a PROXY header; ``ConfigError`` names a bad entry."""
+        entries = self.proxy_protocol_trusted or []
+        if isinstance(entries, str):
+            entries = [entries]
+        try:
+            if not isinstance(entries, (list, tuple, set, frozenset)):
+                raise ValueError(f"must be a list of addresses or networks, not {entries!r}")
+            return TrustedProxies(entries)
+        except ValueError as exc:
+            raise ConfigError(f"FTPSERVER_PROXY_PROTOCOL_TRUSTED: {exc}") from None
 
 
 def _openssl_reason(exc: Exception) -> str:
@@ -633,6 +739,9 @@ def check_tls_files(certfile: str, keyfile: str | None) -> None:
 class FTPServerRunner:
     """Create a server from a config and run it until it is stopped."""
 
+    #: Seconds between two stamps of ``server.loop_heartbeat`` by the loop.
+    heartbeat_interval = 0.5
+
     def __init__(self, config: FTPServerConfig) -> None:
         self.config = config
         self._server: Any = None
@@ -640,6 +749,7 @@ class FTPServerRunner:
         self._stop = threading.Event()
         self._wake_fd: int | None = None
         self._previous_handlers: dict[int, Any] | None = None
+        self.operations: Any = None  # opsserver.OperationsServer with metrics on
 
     def handler_options(self) -> dict[str, Any]:
         config = self.config
@@ -655,6 +765,7 @@ class FTPServerRunner:
             options["keyfile"] = config.keyfile or config.certfile
             options["tls_control_required"] = conf.TLS_CONTROL_REQUIRED
             options["tls_data_required"] = conf.TLS_DATA_REQUIRED
+            options["tls_require_session_reuse"] = conf.TLS_REQUIRE_SESSION_REUSE
         if config.sendfile is not None:
             # pyftpdlib's name; 1.0 set ``sendfile``, which pyftpdlib ignores.
             options["use_sendfile"] = bool(config.sendfile)
@@ -683,6 +794,16 @@ class FTPServerRunner:
         except _TLS_ERRORS as exc:
             # pyftpdlib's FTPServer loads the certificate before binding.
             raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
+        trusted = config.trusted_proxies()
+        if trusted:
+            if not isinstance(server, DjangoFTPServer):
+                server.close_all()
+                raise ConfigError(
+                    "FTPSERVER_PROXY_PROTOCOL_TRUSTED needs a server class based on "
+                    f"django_ftpserver.server.DjangoFTPServer, not {type(server).__name__}"
+                )
+            server.proxy_protocol = trusted
+            server.proxy_header_timeout = float(config.proxy_protocol_timeout)
         if config.max_connections is not None:
             server.max_cons = config.max_connections
         if config.max_connections_per_ip is not None:
@@ -698,9 +819,37 @@ class FTPServerRunner:
             except Exception as exc:
                 server.close_all()
                 raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
+        if config.metrics_address is not None:
+            try:
+                self.operations = self._operations_server(server, config.metrics_address)
+            except BaseException:
+                server.close_all()
+                raise
         self._server = server
         self._address = tuple(server.address[:2])
         return server
+
+    @staticmethod
+    def _operations_server(server: Any, address: tuple[str, int]) -> Any:
+        """Count the server's events; bind /metrics, /healthz and /readyz on ``address``."""
+        from .metrics import ServerMetrics, with_metrics
+        from .opsserver import OperationsServer
+
+        try:
+            metrics = ServerMetrics(known_commands=server.handler.proto_cmds)
+        except ImportError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            operations = OperationsServer(address, server, metrics)
+        except OSError as exc:
+            host, port = address
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        # ``server.handler`` is make_server's fresh subclass: no class leaks.
+        server.handler = with_metrics(server.handler)
+        server.metrics = metrics
+        return operations
 
     @property
     def server(self) -> Any:
@@ -768,9 +917,15 @@ class FTPServerRunner:
             dispatch.send(signal, sender=signal_sender, server=server, host=host, port=port)
 
         self.install_signal_handlers()
+        operations = self.operations
         waker = _StopWaker(server.ioloop)
         self._wake_fd = waker.write_fd
+        heartbeat = None
         try:
+            server.loop_heartbeat = time.monotonic()
+            heartbeat = server.ioloop.call_every(self.heartbeat_interval, _stamp_heartbeat, server)
+            if operations is not None:
+                operations.start()
             announce(signals.ftp_server_started, "started")
             if self._stop.is_set():
                 waker.wake()  # stopped before it started serving
@@ -779,13 +934,24 @@ class FTPServerRunner:
                 server.serve_forever()
         finally:
             self._wake_fd = None
+            if heartbeat is not None:
+                heartbeat.cancel()
             try:
                 waker.close()
                 if isinstance(server, DjangoFTPServer) or server.ioloop.socket_map:
                     server.close_all()  # not closed by serve_forever() already
             finally:
-                announce(signals.ftp_server_stopped, "stopped")
-                self._restore_signal_handlers()
+                try:
+                    if operations is not None:
+                        operations.close()
+                finally:
+                    announce(signals.ftp_server_stopped, "stopped")
+                    self._restore_signal_handlers()
+
+
+def _stamp_heartbeat(server: Any) -> None:
+    """Runs on the accepting loop: the loop turned (``health.liveness``)."""
+    server.loop_heartbeat = time.monotonic()
 
 
 class _StopServing(SystemExit):
