@@ -485,6 +485,8 @@ def test_a_refused_client_is_answered_off_the_accepting_thread(ftp_server, make_
     disconnected = recorder.wait("ftp_client_disconnected")
     first.quit()
     assert disconnected[0]["handler"] is not None
+    # QUIT is answered before the session ends: wait for its place to free.
+    wait_for(lambda: ftp_server.runner.server.active_sessions == 0, what="the first session's end")
     # The receiver ran on a session thread: record it through a second receiver.
     threads: list[str] = []
 
@@ -509,11 +511,16 @@ def test_a_refused_client_is_answered_off_the_accepting_thread(ftp_server, make_
 
 
 def test_ordinary_commands_run_no_query(queries, ftp_server, make_account):
-    home = make_account("alice").home_dir
+    account = make_account("alice")
+    home = account.home_dir
     with open(f"{home}/file.txt", "wb") as out:
         out.write(b"x" * 1000)
     client = ftp_server.connect("alice")
-    client.voidcmd("NOOP")  # the login's last work is done once this is answered
+    # The login's last work, storing last_login, runs after its reply.
+    wait_for(
+        lambda: FTPUserAccount.objects.get(pk=account.pk).last_login is not None,
+        what="last_login to be stored",
+    )
     after_login = queries.server_queries()
     assert after_login >= 1, "the counter must see the server threads' queries"
     client.voidcmd("TYPE I")
