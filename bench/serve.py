@@ -5,7 +5,9 @@
 Prints ``READY <port>`` once listening, then answers one-line commands on
 stdin: ``stats`` (a JSON line: memory, threads, descriptors, and for ours
 the SQL queries run, the database connections open and the password hashes
-computed), ``clear-cache`` (forget verified passwords) and ``quit``.
+computed), ``clear-cache`` (forget verified passwords), ``pre-signals on``
+and ``pre-signals off`` (connect or disconnect a receiver that allows
+everything to every ``ftp_pre_*`` signal, ours only) and ``quit``.
 A process of its own per server keeps the memory figures apart and lets
 each server use the cores the way it would in production.
 """
@@ -75,6 +77,22 @@ class Counters:
             }
 
 
+def _allow(sender: Any, **kwargs: Any) -> None:
+    """A pre-signal receiver that allows everything: the cost of asking, nothing more."""
+
+
+def allow_everything(on: bool) -> None:
+    from django_ftpserver import signals
+
+    for name in dir(signals):
+        if name.startswith("ftp_pre_"):
+            signal = getattr(signals, name)
+            if on:
+                signal.connect(_allow, weak=False, dispatch_uid="bench-allow")
+            else:
+                signal.disconnect(dispatch_uid="bench-allow")
+
+
 def build_ours(args: argparse.Namespace) -> tuple[Any, Any, Any, Counters | None]:
     import django
 
@@ -131,6 +149,9 @@ def control(stop: Any, clear_cache: Any, counters: Counters | None) -> None:
             print(json.dumps(stats), flush=True)
         elif command == "clear-cache":
             clear_cache()
+            print("ok", flush=True)
+        elif command in ("pre-signals on", "pre-signals off") and counters is not None:
+            allow_everything(command.endswith("on"))
             print("ok", flush=True)
         elif command == "quit":
             break

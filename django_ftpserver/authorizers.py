@@ -48,7 +48,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from pyftpdlib.authorizers import AuthenticationFailed, AuthorizerError
 
-from . import dispatch, models
+from . import dispatch, models, signals
 from .conf import conf
 from .permissions import PathRules, ftp_path_in_home
 from .workers import DatabaseWorkers, default_size, on_worker
@@ -687,6 +687,9 @@ class FTPAccountAuthorizer:
         peeked at here; the check itself still verifies the entry and hashes
         when it does not hold (a password changed since).
         """
+        if signals.ftp_pre_login.receivers:
+            # Receivers of the login may be slow: not on the fast lane's one thread.
+            return self.workers
         if conf.AUTH_CACHE_TIMEOUT > 0 and self.password_cache.peek(
             self.password_cache.key(username, password)
         ):

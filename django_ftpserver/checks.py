@@ -288,9 +288,17 @@ def check_tls_required(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
     ]
 
 
-@register(TAG, Tags.security)
+@register(TAG, Tags.security, deploy=True)
 def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """W003: lockouts in a process-local cache are per process and out of the commands' reach."""
+    """W003: lockouts in a process-local cache are per process and out of the commands' reach.
+
+    A deployment check (``manage.py check --deploy``) only: one server
+    process with Django's default cache is what every new project starts
+    with, and it is protected (the process counts its own failures). A
+    warning on every command from the first minute would teach people to
+    ignore warnings; the lockout commands say the same thing on their own,
+    where it matters.
+    """
     from . import lockout
 
     if not lockout.enabled() or lockout.check_settings() or not lockout.cache_is_process_local():

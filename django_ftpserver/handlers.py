@@ -41,6 +41,7 @@ from .conf import conf
 from .dispatch import signal_sender_of
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
+from .prechecks import PreSignalMixin
 
 logger = logging.getLogger(__name__)
 
@@ -587,6 +588,7 @@ class DjangoHandlerMixin(
     PathPermissionFactsMixin,
     LoginGuardMixin,
     HomeDirMixin,
+    PreSignalMixin,
 ):
     """Everything the app adds to a pyftpdlib control handler, in order.
 

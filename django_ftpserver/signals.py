@@ -41,3 +41,20 @@ ftp_file_renamed = Signal()
 # kwargs: handler, username, path, ftp_path, remote_ip
 ftp_directory_created = Signal()
 ftp_directory_deleted = Signal()
+
+# Before the operation: a receiver that raises PermissionDenied("reason")
+# refuses it (550 reason; 530 for a login); any other exception refuses too.
+# See policy.py.
+# kwargs: handler, username, remote_ip
+ftp_pre_login = Signal()
+# kwargs: handler, username, path, ftp_path, remote_ip,
+#         mode ("STOR", "APPE" or "STOU"), offset (the REST position, 0 if none)
+ftp_pre_upload = Signal()
+# kwargs: handler, username, path, ftp_path, remote_ip, offset
+ftp_pre_download = Signal()
+# kwargs: handler, username, path, ftp_path, remote_ip
+ftp_pre_delete = Signal()
+ftp_pre_mkdir = Signal()
+ftp_pre_rmdir = Signal()
+# kwargs: handler, username, path_from, path_to, ftp_path_from, ftp_path_to, remote_ip
+ftp_pre_rename = Signal()

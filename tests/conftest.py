@@ -25,6 +25,9 @@ from django_ftpserver.management.commands.ftpserver import Command
 from django_ftpserver.models import FTPUserAccount, FTPUserGroup
 from django_ftpserver.server import FTPServerRunner
 
+# S3 fixtures (a real moto_server process): see tests/s3.py.
+from .s3 import moto_server, s3_bucket, s3_requests, s3_settings  # noqa: F401
+
 PASSWORD = "s3cret-pass"
 
 TEST_DB = os.environ.get("FTPSERVER_TEST_DB", "sqlite")

@@ -32,16 +32,39 @@ def ftpserver_messages() -> list[django_checks.CheckMessage]:
     ]
 
 
+def ftpserver_deploy_messages() -> list[django_checks.CheckMessage]:
+    return [
+        m
+        for m in django_checks.run_checks(tags=[checks.TAG], include_deployment_checks=True)
+        if m.id.startswith("django_ftpserver")
+    ]
+
+
 def test_defaults_are_clean(settings, tmp_path):
-    # Django's default cache is process-local: the one warning of a default setup.
-    assert ids(ftpserver_messages()) == ["django_ftpserver.W003"]
+    # A new project (Django's default, process-local cache) hears nothing...
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert ftpserver_messages() == []
+    # ...until it checks for deployment: the one warning of a default setup.
+    assert ids(ftpserver_deploy_messages()) == ["django_ftpserver.W003"]
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(tmp_path),
         }
     }
-    assert ftpserver_messages() == []
+    assert ftpserver_deploy_messages() == []
+
+
+def test_w003_only_with_deploy(settings):
+    """``manage.py check`` of a default project is silent; ``check --deploy`` names W003."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.SILENCED_SYSTEM_CHECKS = []
+    err = StringIO()
+    call_command("check", stdout=StringIO(), stderr=err)
+    assert "W003" not in err.getvalue()
+    err = StringIO()
+    call_command("check", "--deploy", stdout=StringIO(), stderr=err)
+    assert "django_ftpserver.W003" in err.getvalue()
 
 
 def test_every_message_has_a_hint(settings, tmp_path):

@@ -60,3 +60,22 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
     )
     assert status == 0
     assert (tmp_path / "signals.html").exists()
+
+
+def test_troubleshooting_quotes_real_replies() -> None:
+    """Each reply the troubleshooting page is organised by is one the server can send."""
+    import pyftpdlib
+
+    import django_ftpserver
+
+    text = (DOCS / "troubleshooting.rst").read_text()
+    replies = re.findall(r"^``(\d{3} [^`]+?)(?:\.\.\.)?``$", text, re.M)
+    assert len(replies) >= 6
+    sources = "".join(
+        path.read_text()
+        for package in (django_ftpserver, pyftpdlib)
+        for path in Path(package.__file__).parent.rglob("*.py")
+    )
+    for reply in replies:
+        code, message = reply.split(" ", 1)
+        assert message in sources, reply

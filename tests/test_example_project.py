@@ -13,6 +13,7 @@ import ftplib
 import io
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from . import doc_console
 
 EXAMPLE_PROJECT = Path(__file__).resolve().parent.parent / "example_project"
 SERVING = re.compile(r"Serving FTP on (?P<host>\S+):(?P<port>\d+)")
@@ -169,6 +172,33 @@ def test_demo_serves_ftp_and_fills_the_audit_log(demo: Demo) -> None:
     assert "FTP server stopped on" in log
     # Nothing written after the server stopped.
     assert len(demo.audit_rows()) == 4
+
+
+def test_readme_connection_lines_work(demo: Demo, tmp_path: Path) -> None:
+    """The README's lines for a second terminal, typed against ``make demo``'s server."""
+    readme = EXAMPLE_PROJECT.parent / "README.rst"
+    (block,) = [
+        block
+        for block in doc_console.blocks(readme.read_text())
+        if any("ftp://demo:demo@" in line for line in block.lines)
+    ]
+    scratch = tmp_path / "terminal"
+    scratch.mkdir()
+    shutil.copy(readme, scratch / "README.rst")  # the reader is in the clone
+    reader = doc_console.Reader(
+        cwd=scratch,
+        env=doc_console.reader_env(str(Path(sys.executable).parent)),
+        port_map={"127.0.0.1:2121": f"{demo.host}:{demo.port}", "-p 2121": f"-p {demo.port}"},
+    )
+    reader.run_page([block])
+    assert len(reader.ran) == 4
+    home = demo.homes / "demo"
+    assert (home / "README.rst").read_bytes() == readme.read_bytes()  # uploaded
+    # ...and downloaded over the reader's copy (curl -O), still the same.
+    assert (scratch / "README.rst").read_bytes() == readme.read_bytes()
+    rows = demo.wait_for_rows(5)  # three curl logins, an upload, a download
+    assert ("upload", "demo", "127.0.0.1", str(home / "README.rst")) in rows
+    assert ("download", "demo", "127.0.0.1", str(home / "README.rst")) in rows
 
 
 def test_demo_logs_a_failed_login_and_keeps_serving(demo: Demo) -> None:

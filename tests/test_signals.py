@@ -134,7 +134,9 @@ def raising_receivers():
     def boom(sender, **kwargs):
         raise RuntimeError("receiver failure")
 
-    connected = [getattr(ftp_signals, name) for name in SIGNAL_NAMES]
+    # The ftp_pre_* signals refuse when a receiver raises (test_presignals.py).
+    names = [name for name in SIGNAL_NAMES if not name.startswith("ftp_pre_")]
+    connected = [getattr(ftp_signals, name) for name in names]
     for signal in connected:
         signal.connect(boom, weak=False, dispatch_uid="test-boom")
     yield

@@ -1,0 +1,68 @@
+"""docs/quickstart.rst, typed in as written: a new project, a real server, real clients.
+
+The page's own commands run in a scratch directory, in order (see
+``tests/doc_console.py``). The install steps (a virtualenv and ``pip
+install`` from the clone) are the only ones not run: the test runs in the
+suite's virtualenv, where this checkout is installed already, and the
+version check right after them proves the reader got this version.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from . import doc_console
+from .db_servers import free_port
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGE = DOCS / "quickstart.rst"
+END = "The example project"  # what follows is make demo, run by test_example_project
+
+# The reader's own setup, done by the suite's virtualenv instead.
+INSTALL = (
+    re.compile(r"^python3 -m venv venv$"),
+    re.compile(r"^\. venv/bin/activate$"),
+    re.compile(r"^pip install '\.\./django-ftpserver\[tls\]'$"),
+)
+
+
+def page_blocks() -> list[doc_console.Block]:
+    return doc_console.blocks(PAGE.read_text(), stop_at=END)
+
+
+def test_the_page_parses_as_expected() -> None:
+    """The harness sees the page's steps: a mistake in the page's markup fails here."""
+    texts = list(doc_console.iter_commands(page_blocks()))
+    assert texts[:2] == ["mkdir ftpdemo", "cd ftpdemo"]
+    assert sum(bool(p.search(t)) for t in texts for p in INSTALL) == len(INSTALL)
+    assert sum("manage.py ftpserver" in t for t in texts) == 3
+    files = [b.lines[0] for b in page_blocks() if b.language == "python"]
+    assert files[:1] == ["import ftplib"] and "# myapp/receivers.py" in files
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+@pytest.mark.skipif(not shutil.which("lftp"), reason="lftp is not installed")
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl is not installed")
+def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
+    reader = doc_console.Reader(
+        cwd=tmp_path,
+        env=doc_console.reader_env(str(Path(sys.executable).parent)),
+        port_map={"2121": str(free_port())},
+        skip=INSTALL,
+    )
+    reader.run_page(page_blocks())
+    assert len(reader.skipped) == len(INSTALL)
+    project = tmp_path / "ftpdemo"
+    # What the page says the reader ends up with.
+    assert (project / "ftp-homes/alice/hello.txt").read_text() == "hello, FTP\n"
+    assert (project / "ftp-homes/alice/copy.txt").read_text() == "hello, FTP\n"
+    assert len(reader.servers) == 3
+    assert all(server.process.returncode == 0 for server in reader.servers), [
+        server.output() for server in reader.servers
+    ]
