@@ -66,7 +66,7 @@ $(NEWEST_VENV)/.installed: pyproject.toml Makefile $(NEWEST_VENV)/bin/python
 # FTPSERVER_REQUIRE_SERVICES=1), where that is a failure.
 test-newest:
 	@if [ -z "$(NEWEST_PYTHON)" ]; then \
-	  echo "test-newest: no Python $(NEWEST_PYTHON_VERSION) found (python$(NEWEST_PYTHON_VERSION) on PATH or in pyenv's versions); the tests on $(NEWEST_DJANGO) and Python $(NEWEST_PYTHON_VERSION) did not run. Install it or set NEWEST_PYTHON=/path/to/python$(NEWEST_PYTHON_VERSION)." >&2; \
+	  echo "test-newest: SKIPPED the SQLite suite on $(NEWEST_DJANGO) and Python $(NEWEST_PYTHON_VERSION): no python$(NEWEST_PYTHON_VERSION) that runs, on PATH or in pyenv's versions. Install one, or set NEWEST_PYTHON=/path/to/python$(NEWEST_PYTHON_VERSION)." >&2; \
 	  if [ "$$CI" = true ] || [ "$$FTPSERVER_REQUIRE_SERVICES" = 1 ]; then \
 	    echo "test-newest: required here (CI=true or FTPSERVER_REQUIRE_SERVICES=1)" >&2; exit 1; \
 	  fi; \
