@@ -15,6 +15,9 @@ E005   ``FTPSERVER_HOST`` or ``FTPSERVER_PORT`` has a wrong type or range
 E006   ``FTPSERVER_TIMEOUT`` is negative or not a number
 E007   ``FTPSERVER_AUTH_CACHE_TIMEOUT`` is negative or not a number
 E008   ``FTPSERVER_MASQUERADE_ADDRESS`` is not an IPv4 address
+E009   ``FTPSERVER_UPLOAD_MODE`` is neither ``"standard"`` nor ``"atomic"``
+E011   ``FTPSERVER_PROXY_PROTOCOL_TRUSTED`` holds something not an address or network
+E012   ``FTPSERVER_PROXY_PROTOCOL_TIMEOUT`` is not a number of seconds above 0
 W001   listening beyond loopback without TLS: passwords travel in clear
 W002   a certificate is configured but TLS is not required
 =====  ==============================================================
@@ -212,6 +215,23 @@ def check_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 
 @register(TAG)
+def check_upload_mode(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E009: the upload mode is one of those the handler knows."""
+    value = _setting("FTPSERVER_UPLOAD_MODE")
+    if value in conf_module.UPLOAD_MODES:
+        return []
+    return [
+        Error(
+            f"FTPSERVER_UPLOAD_MODE must be one of {', '.join(conf_module.UPLOAD_MODES)}, "
+            f"not {value!r}.",
+            hint='"standard" writes into the file named; "atomic" moves the file into '
+            "place once complete.",
+            id="django_ftpserver.E009",
+        )
+    ]
+
+
+@register(TAG)
 def check_masquerade_address(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E008: PASV replies carry an IPv4 address, so the masquerade address is one."""
     value = _setting("FTPSERVER_MASQUERADE_ADDRESS")
@@ -228,6 +248,43 @@ def check_masquerade_address(app_configs: Any = None, **kwargs: Any) -> list[Che
             )
         ]
     return []
+
+
+@register(TAG)
+def check_proxy_protocol(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E011/E012: the trusted proxies are addresses or networks; the timeout is positive."""
+    from .proxyprotocol import TrustedProxies
+
+    errors: list[CheckMessage] = []
+    value = _setting("FTPSERVER_PROXY_PROTOCOL_TRUSTED")
+    entries = [value] if isinstance(value, str) else value
+    problem = None
+    if not isinstance(entries, (list, tuple, set, frozenset)):
+        problem = f"must be a list of addresses or networks, not {value!r}"
+    else:
+        try:
+            TrustedProxies(entries)
+        except ValueError as exc:
+            problem = str(exc)
+    if problem:
+        errors.append(
+            Error(
+                f"FTPSERVER_PROXY_PROTOCOL_TRUSTED: {problem}.",
+                hint="List the load balancers' addresses or networks, e.g. "
+                "['10.0.0.5', '10.0.1.0/24'] (names are not resolved; host bits must be 0).",
+                id="django_ftpserver.E011",
+            )
+        )
+    timeout = _setting("FTPSERVER_PROXY_PROTOCOL_TIMEOUT")
+    if not (_is_number(timeout) and timeout > 0):
+        errors.append(
+            Error(
+                f"FTPSERVER_PROXY_PROTOCOL_TIMEOUT must be more than 0 seconds, not {timeout!r}.",
+                hint="Seconds a trusted proxy has to send its header, e.g. 5.",
+                id="django_ftpserver.E012",
+            )
+        )
+    return errors
 
 
 def is_loopback(host: Any) -> bool:
@@ -313,3 +370,39 @@ def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             id="django_ftpserver.W003",
         )
     ]
+
+
+@register(TAG)
+def check_s3_uploads(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E020: S3 multipart uploads need parts of at least 5 MiB and at least one thread."""
+    from .s3 import MIN_PART_SIZE
+
+    errors: list[CheckMessage] = []
+    try:
+        part_size = conf.S3_PART_SIZE
+        threads = conf.S3_UPLOAD_THREADS
+    except (TypeError, ValueError) as exc:
+        return [
+            Error(
+                f"FTPSERVER_S3_PART_SIZE / FTPSERVER_S3_UPLOAD_THREADS must be integers: {exc}",
+                hint="For example FTPSERVER_S3_PART_SIZE = 16 * 1024 * 1024.",
+                id="django_ftpserver.E020",
+            )
+        ]
+    if part_size < MIN_PART_SIZE:
+        errors.append(
+            Error(
+                f"FTPSERVER_S3_PART_SIZE is {part_size}; S3 refuses parts under 5 MiB.",
+                hint=f"Use at least {MIN_PART_SIZE} (5 MiB); the default is 8 MiB.",
+                id="django_ftpserver.E020",
+            )
+        )
+    if threads < 1:
+        errors.append(
+            Error(
+                f"FTPSERVER_S3_UPLOAD_THREADS is {threads}; an upload needs at least one.",
+                hint="Use 1 or more; each adds one part of memory per upload.",
+                id="django_ftpserver.E020",
+            )
+        )
+    return errors

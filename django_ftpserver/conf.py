@@ -57,7 +57,20 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_READ_LIMIT": None,
     "FTPSERVER_WRITE_LIMIT": None,
     "FTPSERVER_CREATE_HOME_DIRS": False,
+    # PROXY protocol (see proxyprotocol.py): the balancers allowed to send
+    # a header; empty turns it off.
+    "FTPSERVER_PROXY_PROTOCOL_TRUSTED": (),
+    "FTPSERVER_PROXY_PROTOCOL_TIMEOUT": 5,
+    # "standard" (write into the file named) or "atomic" (write beside it,
+    # move into place when complete); see uploads.py.
+    "FTPSERVER_UPLOAD_MODE": "standard",
+    # Object storage (django_ftpserver.s3): multipart part size and parts in flight.
+    "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
+    "FTPSERVER_S3_UPLOAD_THREADS": 4,
 }
+
+#: The values of FTPSERVER_UPLOAD_MODE.
+UPLOAD_MODES = ("standard", "atomic")
 
 
 _values: dict[str, Any] = {}
@@ -221,6 +234,37 @@ class Settings:
     @property
     def CREATE_HOME_DIRS(self) -> bool:
         return bool(get("FTPSERVER_CREATE_HOME_DIRS"))
+
+    @property
+    def PROXY_PROTOCOL_TRUSTED(self) -> list[str]:
+        """Addresses and networks (CIDR) allowed to send a PROXY protocol header.
+
+        One string is taken as a list of one; anything else that is not a
+        list is returned as is, for the check (E011) to name it.
+        """
+        value = get("FTPSERVER_PROXY_PROTOCOL_TRUSTED")
+        if isinstance(value, str):
+            return [value]
+        return list(value) if isinstance(value, (list, tuple, set, frozenset)) else value
+
+    @property
+    def PROXY_PROTOCOL_TIMEOUT(self) -> float:
+        """Seconds a trusted proxy has to send its whole header."""
+        return float(get("FTPSERVER_PROXY_PROTOCOL_TIMEOUT"))
+
+    @property
+    def UPLOAD_MODE(self) -> str:
+        return get("FTPSERVER_UPLOAD_MODE")
+
+    @property
+    def S3_PART_SIZE(self) -> int:
+        """Bytes per part of an upload to S3 (at least 5 MiB, S3's minimum)."""
+        return int(get("FTPSERVER_S3_PART_SIZE"))
+
+    @property
+    def S3_UPLOAD_THREADS(self) -> int:
+        """Parts of one upload sent at once; memory per upload is (this + 1) parts."""
+        return int(get("FTPSERVER_S3_UPLOAD_THREADS"))
 
 
 conf = Settings()

@@ -22,8 +22,16 @@ Storages. The generic code needs only the ``Storage`` API (``open``,
 (picked by class name along the storage's MRO, so subclasses are served
 too): ``FileSystemStorage`` has real directories, real files (``sendfile``
 for downloads, writes straight into the file, renames with ``os.rename``);
-S3-like storages answer "is it a file" with one ``exists()`` call and treat
-any prefix with something under it as a directory.
+django-storages' ``S3Storage`` is served through its boto3 client, listings
+from ``ListObjectsV2`` pages and uploads as multipart uploads
+(``django_ftpserver.s3``); the Google Cloud storages treat any prefix with
+something under it as a directory. A patch may be named by its dotted path
+in ``StorageFS.patches``, imported on first use.
+
+Listings. A storage whose listing carries sizes and times (S3) gives them
+with the names; pyftpdlib's ``format_list``/``format_mlsx`` then ``stat()``
+each name, and those calls are answered from the listing, kept while the
+listing is being sent (``LISTING_CACHE_SECONDS`` after its last use).
 
 Errors. Anything the storage cannot do, or fails at, reaches the client as a
 one-line 5xx reply: every operation turns foreign exceptions into
@@ -46,13 +54,14 @@ import tempfile
 import time
 import zlib
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from django.core.exceptions import SuspiciousOperation
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.utils.crypto import get_random_string
+from django.utils.module_loading import import_string
 from pyftpdlib.filesystems import AbstractedFS, FilesystemError
 
 logger = logging.getLogger(__name__)
@@ -63,7 +72,7 @@ __all__ = [
     "StorageFS",
     "StoragePatch",
     "FileSystemStoragePatch",
-    "S3Boto3StoragePatch",
+    "ObjectStoragePatch",
     "DjangoGCloudStoragePatch",
     "GoogleCloudStoragePatch",
 ]
@@ -104,6 +113,30 @@ LISTING_CACHE_SECONDS = 2.0
 #: Uploads to storages without writable files are spooled here: in memory up
 #: to this size, then in a temporary file, never whole in memory.
 SPOOL_MAX_MEMORY = 1024 * 1024
+
+#: ``_cached_stat()``'s answer for a name a fresh listing does not hold.
+ABSENT = False
+
+
+class Listing:
+    """One folder's listing as a session saw it: names, and stats if the storage gave them.
+
+    ``used`` is when it was fetched or last read while formatting a LIST or
+    MLSD, so a listing being sent does not expire half-way.
+    """
+
+    __slots__ = ("used", "dirs", "files", "stats")
+
+    def __init__(
+        self, dirs: frozenset[str], files: frozenset[str], stats: dict[str, Any] | None
+    ) -> None:
+        self.used = time.monotonic()
+        self.dirs = dirs
+        self.files = files
+        self.stats = stats
+
+    def fresh(self) -> bool:
+        return time.monotonic() - self.used < LISTING_CACHE_SECONDS
 
 
 def storage_name(path: str) -> str:
@@ -351,6 +384,9 @@ class StoragePatch:
     """
 
     patch_methods: tuple[str, ...] = ()
+    #: Whether a backslash in a name is an ordinary character for the patched
+    #: code (else ``validpath()`` refuses names with one).
+    literal_backslashes: bool = False
 
     @classmethod
     def apply(cls, fs: StorageFS) -> None:
@@ -378,6 +414,7 @@ class FileSystemStoragePatch(StoragePatch):
     served: opening a FIFO or a device would block or stream forever.
     """
 
+    literal_backslashes = os.sep == "/"
     patch_methods = (
         "_kind",
         "listdir",
@@ -535,12 +572,14 @@ class FileSystemStoragePatch(StoragePatch):
         return getattr(raw, "name", None) == FileSystemStoragePatch._local(self, path)
 
 
-class S3Boto3StoragePatch(StoragePatch):
-    """Object storages (django-storages' S3 storage and the like).
+class ObjectStoragePatch(StoragePatch):
+    """Object storages served through the ``Storage`` API alone (Google Cloud).
 
     Keys are files; a "directory" is a prefix with something under it,
     including an empty ``prefix/`` marker object. One ``exists()`` call tells
     a file, a prefix listing a directory, so no parent listing is needed.
+    Untested against a real endpoint: django-storages' ``S3Storage`` has its
+    own patch (``django_ftpserver.s3``).
     """
 
     patch_methods = ("_kind",)
@@ -555,7 +594,7 @@ class S3Boto3StoragePatch(StoragePatch):
         return DIR if (dirs or files) else None
 
 
-class DjangoGCloudStoragePatch(S3Boto3StoragePatch):
+class DjangoGCloudStoragePatch(ObjectStoragePatch):
     """django-gcloud-storage: like S3, but ``listdir()`` wants a trailing slash."""
 
     patch_methods = ("_kind", "_storage_listdir")
@@ -565,8 +604,8 @@ class DjangoGCloudStoragePatch(S3Boto3StoragePatch):
         return self.storage.listdir(name + "/" if name else name)
 
 
-class GoogleCloudStoragePatch(S3Boto3StoragePatch):
-    """django-storages' Google Cloud storage: served like S3."""
+class GoogleCloudStoragePatch(ObjectStoragePatch):
+    """django-storages' Google Cloud storage: served as a generic object storage."""
 
 
 # --------------------------------------------------------------------------
@@ -583,10 +622,10 @@ class StorageFS(AbstractedFS):
 
     storage_alias: str = "default"
     storage_class: Callable[[], Storage] | None = None
-    patches: dict[str, type[StoragePatch]] = {
+    patches: dict[str, type[StoragePatch] | str] = {
         "FileSystemStorage": FileSystemStoragePatch,
-        "S3Boto3Storage": S3Boto3StoragePatch,
-        "S3Storage": S3Boto3StoragePatch,  # django-storages 1.14+
+        "S3Boto3Storage": "django_ftpserver.s3.S3Boto3StoragePatch",
+        "S3Storage": "django_ftpserver.s3.S3Boto3StoragePatch",  # django-storages 1.14+
         "DjangoGCloudStorage": DjangoGCloudStoragePatch,  # django-gcloud-storage
         "GoogleCloudStorage": GoogleCloudStoragePatch,  # django-storages
     }
@@ -594,7 +633,10 @@ class StorageFS(AbstractedFS):
     def __init__(self, root: str, cmd_channel: Any) -> None:
         super().__init__("/", cmd_channel)
         self._patch: type[StoragePatch] | None = None
-        self._listings: dict[str, tuple[float, frozenset[str], frozenset[str]]] = {}
+        self._listings: dict[str, Listing] = {}
+        # Single names looked up (stat or ABSENT) and object versions (ETags).
+        self._stats: dict[str, tuple[float, Any]] = {}
+        self._etags: dict[str, str] = {}
         # Directories made by MKD on a storage without directories: they
         # exist for this session until a file is stored under them.
         self._session_dirs: set[str] = set()
@@ -614,6 +656,8 @@ class StorageFS(AbstractedFS):
         """The patch for the storage's class or its nearest patched base class."""
         for klass in type(self.storage).__mro__:
             patch = self.patches.get(klass.__name__)
+            if isinstance(patch, str):
+                patch = import_string(patch)
             if patch is not None:
                 return patch
         return None
@@ -635,31 +679,83 @@ class StorageFS(AbstractedFS):
     def _storage_listdir(self, path: str) -> tuple[list[str], list[str]]:
         return self.storage.listdir(storage_name(path))
 
+    def _storage_listing(self, path: str) -> tuple[list[str], list[str], dict[str, Any] | None]:
+        """``(dirs, files, stats)``: ``stats`` by name where the listing has them, else None."""
+        dirs, files = self._storage_listdir(path)
+        return dirs, files, None
+
     def _listing(self, path: str) -> tuple[frozenset[str], frozenset[str]] | None:
         """``(dirs, files)`` of directory ``path``, briefly cached; ``None`` if unlistable."""
         cached = self._listings.get(path)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < LISTING_CACHE_SECONDS:
-            return cached[1], cached[2]
+        if cached is not None and cached.fresh():
+            return cached.dirs, cached.files
         try:
-            dirs, files = self._storage_listdir(path)
+            dirs, files, stats = self._storage_listing(path)
         except Exception as exc:
             logger.debug("listdir(%r) failed: %s", path, exc)
             return None
-        return self._remember_listing(path, dirs, files)
+        listing = self._remember_listing(path, dirs, files, stats)
+        return listing.dirs, listing.files
 
     def _remember_listing(
-        self, path: str, dirs: list[str], files: list[str]
-    ) -> tuple[frozenset[str], frozenset[str]]:
+        self, path: str, dirs: list[str], files: list[str], stats: dict[str, Any] | None = None
+    ) -> Listing:
         if len(self._listings) >= 64:  # a client walking a big tree
             self._listings.clear()
-        entry = (time.monotonic(), frozenset(dirs), frozenset(files))
-        self._listings[path] = entry
-        return entry[1], entry[2]
+        listing = Listing(frozenset(dirs), frozenset(files), stats)
+        self._listings[path] = listing
+        return listing
+
+    def _cached_stat(self, path: str) -> Any:
+        """A stat known from a fresh listing or lookup, ``ABSENT``, or None (unknown)."""
+        parent, base = posixpath.split(path)
+        listing = self._listings.get(parent)
+        if listing is not None and listing.stats is not None and listing.fresh():
+            return listing.stats.get(base, ABSENT)
+        known = self._stats.get(path)
+        if known is not None and time.monotonic() - known[0] < LISTING_CACHE_SECONDS:
+            return known[1] if known[1] is not None else ABSENT
+        return None
+
+    def _remember_stat(self, path: str, stat: Any) -> None:
+        """Remember a single lookup (a stat, or None for "absent") briefly."""
+        if len(self._stats) >= 1024:
+            self._stats.clear()
+        self._stats[path] = (time.monotonic(), stat)
+
+    def _remember_etag(self, path: str, etag: str | None) -> None:
+        if etag:
+            if len(self._etags) >= 100_000:
+                self._etags.clear()
+            self._etags[path] = etag
+
+    def _etag(self, path: str) -> str | None:
+        """The version of the object last seen at ``path`` (S3's ETag), if known."""
+        return self._etags.get(path)
 
     def _changed(self) -> None:
-        """Forget cached listings after this session changed the storage."""
+        """Forget cached listings and lookups after this session changed the storage."""
         self._listings.clear()
+        self._stats.clear()
+        self._etags.clear()
+
+    def _keep_listing_while(self, basedir: str, lines: Iterator[bytes]) -> Iterator[bytes]:
+        """Yield ``lines``, keeping the listing of ``basedir`` fresh as each is made."""
+        for line in lines:
+            listing = self._listings.get(basedir)
+            if listing is not None:
+                listing.used = time.monotonic()
+            yield line
+
+    def format_list(self, basedir: str, listing: list[str], ignore_err: bool = True) -> Any:
+        return self._keep_listing_while(basedir, super().format_list(basedir, listing, ignore_err))
+
+    def format_mlsx(
+        self, basedir: str, listing: list[str], perms: str, facts: str, ignore_err: bool = True
+    ) -> Any:
+        return self._keep_listing_while(
+            basedir, super().format_mlsx(basedir, listing, perms, facts, ignore_err)
+        )
 
     def _is_known_dir(self, path: str) -> bool:
         return path in ("/", self.root) or path in self._session_dirs
@@ -776,10 +872,16 @@ class StorageFS(AbstractedFS):
         if not (root.startswith("/") and real.startswith("/")):
             return False
         root = root.rstrip("/") + "/"
+        if "\\" in path and not (self._patch and self._patch.literal_backslashes):
+            # Storages such as django-storages' treat "\\" as a separator
+            # after checking the name: "a/..\\..\\b" would leave the home.
+            return False
         return (real.rstrip("/") + "/").startswith(root)
 
     def realpath(self, path: str) -> str:
-        return posixpath.normpath("/" + path)
+        # Not normpath("/" + path): POSIX keeps a leading "//", and the same
+        # path must have one spelling (lookups are cached by path).
+        return posixpath.normpath("/" + path.lstrip("/"))
 
     # --- files
 
@@ -826,16 +928,19 @@ class StorageFS(AbstractedFS):
     @_operation
     def listdir(self, path: str) -> list[str]:
         try:
-            dirs, files = self._storage_listdir(path)
+            dirs, files, stats = self._storage_listing(path)
         except (FileNotFoundError, NotADirectoryError):
             if not self._is_known_dir(path):
                 raise
-            dirs, files = [], []  # the home or a session directory, still empty
+            dirs, files, stats = [], [], None  # the home or a session directory, still empty
         names = {name for name in (*dirs, *files) if name}
-        names.update(
+        session_dirs = {
             posixpath.basename(d) for d in self._session_dirs if posixpath.dirname(d) == path
-        )
-        self._remember_listing(path, dirs, files)
+        }
+        names.update(session_dirs)
+        if session_dirs and stats is not None:
+            stats = None  # their stats are not in the storage's listing
+        self._remember_listing(path, dirs, files, stats)
         return sorted(names)
 
     def listdirinfo(self, path: str) -> list[str]:
@@ -905,6 +1010,9 @@ class StorageFS(AbstractedFS):
 
     @_operation
     def stat(self, path: str) -> PseudoStat:
+        cached = self._cached_stat(path)
+        if cached:
+            return cached
         kind = self._kind(path)
         if kind is None:
             raise _error(errno.ENOENT)
@@ -1003,3 +1111,12 @@ def _static_attribute(obj: object, name: str) -> Any:
                 return value.__get__(None, type(obj))
             return value
     return getattr(obj, name, None)
+
+
+def __getattr__(name: str) -> Any:
+    """``S3Boto3StoragePatch`` from its own module (which needs django-storages)."""
+    if name == "S3Boto3StoragePatch":
+        from .s3 import S3Boto3StoragePatch
+
+        return S3Boto3StoragePatch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -163,11 +163,32 @@ def test_e007_bad_auth_cache_timeout(settings, value):
     assert ids(checks.check_timeouts()) == ["django_ftpserver.E007"]
 
 
+@pytest.mark.parametrize(
+    ("part_size", "threads"), [(1024 * 1024, 4), (8 * 1024 * 1024, 0), ("big", 4)]
+)
+def test_e020_s3_upload_settings(settings, part_size, threads):
+    settings.FTPSERVER_S3_PART_SIZE = part_size
+    settings.FTPSERVER_S3_UPLOAD_THREADS = threads
+    assert ids(checks.check_s3_uploads()) == ["django_ftpserver.E020"]
+    settings.FTPSERVER_S3_PART_SIZE = 5 * 1024 * 1024
+    settings.FTPSERVER_S3_UPLOAD_THREADS = 1
+    assert checks.check_s3_uploads() == []
+
+
 def test_e008_masquerade_address_is_ipv4(settings):
     settings.FTPSERVER_MASQUERADE_ADDRESS = "ftp.example.com"
     assert ids(checks.check_masquerade_address()) == ["django_ftpserver.E008"]
     settings.FTPSERVER_MASQUERADE_ADDRESS = "203.0.113.7"
     assert checks.check_masquerade_address() == []
+
+
+@pytest.mark.parametrize("value", ["Atomic", "fast", 1])
+def test_e009_upload_mode(settings, value):
+    settings.FTPSERVER_UPLOAD_MODE = value
+    assert ids(checks.check_upload_mode()) == ["django_ftpserver.E009"]
+    for good in ("standard", "atomic", None):
+        settings.FTPSERVER_UPLOAD_MODE = good
+        assert checks.check_upload_mode() == []
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "", "::", "192.0.2.10", "ftp.example.com"])

@@ -965,3 +965,16 @@ def test_curl_upload_and_download(
     assert fetched.stdout == PAYLOAD
     listing = subprocess.run(["curl", "-s", "-S", url], check=True, capture_output=True, timeout=30)
     assert listing.stdout.decode().rstrip().endswith("curl.bin")
+
+
+def test_backslashes_are_refused_where_the_storage_treats_them_as_separators(
+    settings: Any, storage_root: Path
+) -> None:
+    """django-storages' names turn "\\" into "/" after normalising: "a/..\\..\\b" is "b"."""
+    use_storage(settings, "django.core.files.storage.InMemoryStorage")
+    generic = GenericStorageFS("alice", None)
+    assert generic.validpath("/alice/plain.txt")
+    assert not generic.validpath("/alice/..\\..\\top.txt")
+    use_storage(settings, "django.core.files.storage.FileSystemStorage", location=str(storage_root))
+    on_disk = StorageFS("alice", None)
+    assert on_disk.validpath("/alice/back\\slash.txt") is (os.sep == "/")
