@@ -16,6 +16,7 @@ import logging
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 
@@ -617,3 +618,58 @@ def test_curl_with_haproxy_protocol(trusted, server_factory, account, home, reco
     url = f"ftp://alice:{PASSWORD}@{server.host}:{server.port}/f.txt"
     done = subprocess.run(["curl", "-sS", "--max-time", "30", url], capture_output=True, timeout=60)
     assert done.returncode != 0 and done.stdout == b""
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
+def test_ipv6_balancer_and_dual_stack_listener(settings, server_factory, account, home, recorder):
+    """A server on "::": the balancer's IPv4 address arrives IPv4-mapped, and so do clients'."""
+    (home / "f.txt").write_bytes(b"hello")
+    settings.FTPSERVER_PROXY_PROTOCOL_TRUSTED = ["127.0.0.1", "::1"]
+    server = server_factory(host_port="[::]:0")
+    # From ::1 (an IPv6 balancer), naming an IPv4 client.
+    ftp = proxied_ftp("::1", server.port, v2(("203.0.113.7", 1)))
+    assert login(ftp).startswith("230")
+    # From 127.0.0.1, seen as ::ffff:127.0.0.1 on the dual-stack socket: trusted all the same;
+    # the client's direct data connection (::ffff:127.0.0.5) matches its header (127.0.0.5).
+    ftp = proxied_ftp("127.0.0.1", server.port, v1(("127.0.0.5", 1)), data_source="127.0.0.5")
+    ftp.login("alice", PASSWORD)
+    assert ftp.nlst() == ["f.txt"]
+    ftp.quit()
+    ips = [e["remote_ip"] for e in recorder.wait("ftp_login", 2)]
+    assert ips == ["203.0.113.7", "127.0.0.5"]
+
+
+def test_ftps_behind_the_balancer(trusted, server_factory, account, home, recorder, tmp_path):
+    """Explicit TLS: the header comes first, AUTH TLS after it; PROT P data from the client."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    certfile = tmp_path / "server.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    (home / "f.txt").write_bytes(b"secret")
+    server = server_factory(certfile=str(certfile))
+    ftp = proxied_ftp(
+        server.host,
+        server.port,
+        v2(("127.0.0.5", 1)),
+        data_source="127.0.0.5",
+        ftp_class=ftplib.FTP_TLS,
+        context=context,
+    )
+    ftp.login("alice", PASSWORD)  # AUTH TLS first (FTP_TLS does it)
+    ftp.prot_p()
+    out = io.BytesIO()
+    ftp.retrbinary("RETR f.txt", out.write)
+    assert out.getvalue() == b"secret"
+    ftp.quit()
+    assert recorder.wait("ftp_login")[0]["remote_ip"] == "127.0.0.5"
