@@ -26,12 +26,14 @@ $(VENV)/.installed: pyproject.toml $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test,docs,dev]'
 	touch $@
 
-# Client programs and headers the tests use (lftp, curl, the MySQL client
-# library for mysqlclient). Installed with apt-get when missing and root.
+# Client programs and headers the tests use (lftp, curl and rclone for the
+# client matrix, the MySQL client library for mysqlclient). Installed with
+# apt-get when missing and root.
 system-deps:
 	@missing=""; \
 	command -v lftp >/dev/null || missing="$$missing lftp"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v rclone >/dev/null || missing="$$missing rclone"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	pkg-config --exists mariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || missing="$$missing libmariadb-dev"; \
 	if [ -n "$$missing" ]; then \
