@@ -555,6 +555,8 @@ class DjangoFTPServer(ThreadedFTPServer):
             with ioloop or self.ioloop.factory() as ioloop:
                 wakeable = self._register_wakeup(ioloop)
                 if handler.ioloop is not ioloop:
+                    if handler._closed:  # the client left already
+                        return
                     try:
                         self._attach(handler, ioloop, idle_timer)
                     except OSError as err:
