@@ -501,3 +501,12 @@ def test_homes_are_prefixes_and_nothing_reaches_outside(
     assert s3_bucket.get("top.txt") == b"root"
     assert s3_bucket.keys("alice/") == ["alice/secret.txt"]
     bob.quit()
+
+
+def test_mfmt_is_not_advertised(client: ftplib.FTP, s3_bucket: S3Bucket) -> None:
+    """S3 sets objects' times itself; clients that see MFMT would fail every upload."""
+    features = client.sendcmd("FEAT").split()
+    assert "MFMT" not in features and "MDTM" in features
+    s3_bucket.put("alice/t.txt", b"x")
+    with pytest.raises(ftplib.error_perm, match="550 Changing times is not supported"):
+        client.sendcmd("MFMT 20200913122640 t.txt")
