@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DEMO_ADDR ?= 127.0.0.1:2121
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-sqlite test-postgres test-mysql lint bench docs system-deps clean
+.PHONY: demo test test-sqlite test-postgres test-mysql lint bench bench-s3 docs system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ docs: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
+
+# StorageFS on S3 (a moto_server) against boto3 itself; BENCH_S3_ARGS=--memory-mb 1024
+# adds the peak memory of a 1 GB upload.
+bench-s3: $(VENV)/.installed
+	$(BIN)/python -m bench.s3 $(BENCH_S3_ARGS)
 
 clean:
 	rm -rf $(VENV) docs/_build .pytest_cache .ruff_cache
