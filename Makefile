@@ -23,6 +23,7 @@ system-deps:
 	@missing=""; \
 	command -v lftp >/dev/null || missing="$$missing lftp"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v rclone >/dev/null || missing="$$missing rclone"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	pkg-config --exists mariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || missing="$$missing libmariadb-dev"; \
 	if [ -n "$$missing" ]; then \

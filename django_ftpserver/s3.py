@@ -36,7 +36,8 @@ Folders
 
 Keys are the storage's names (``S3Storage``'s ``location`` prefix applied
 by the storage's own ``_normalize_name``), so homes are key prefixes and a
-name the storage refuses is refused here too.
+name the storage refuses is refused here too. Names longer than 255 bytes
+and keys of 1,024 bytes or more are refused (``File name too long``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ MIN_PART_SIZE = 5 * MiB
 MAX_COPY_PART = 5 * 1024 * MiB
 #: S3's limit on the number of parts of one upload.
 MAX_PARTS = 10_000
+#: Longest name (one path segment) served, as on the usual filesystems a
+#: bucket is synced with, and S3's longest key, in UTF-8 bytes.
+MAX_NAME = 255
+MAX_KEY = 1024
 #: A folder rename copies each object; above this many it answers 550.
 FOLDER_RENAME_LIMIT = 1000
 
@@ -144,7 +149,12 @@ class Bucket:
         ``b``, outside the home. Here a backslash is a character of the key.
         """
         name = storage_name(path)
-        return self.storage._normalize_name(name) if name else self.root_key()
+        if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME for part in name.split("/")):
+            raise _error(errno.ENAMETOOLONG)
+        key = self.storage._normalize_name(name) if name else self.root_key()
+        if len(key.encode("utf-8", "surrogateescape")) >= MAX_KEY:  # room for a folder's "/"
+            raise _error(errno.ENAMETOOLONG)
+        return key
 
     def root_key(self) -> str:
         return (getattr(self.storage, "location", "") or "").strip("/")
