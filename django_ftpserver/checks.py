@@ -15,6 +15,7 @@ E005   ``FTPSERVER_HOST`` or ``FTPSERVER_PORT`` has a wrong type or range
 E006   ``FTPSERVER_TIMEOUT`` is negative or not a number
 E007   ``FTPSERVER_AUTH_CACHE_TIMEOUT`` is negative or not a number
 E008   ``FTPSERVER_MASQUERADE_ADDRESS`` is not an IPv4 address
+E009   ``FTPSERVER_UPLOAD_MODE`` is neither ``"standard"`` nor ``"atomic"``
 W001   listening beyond loopback without TLS: passwords travel in clear
 W002   a certificate is configured but TLS is not required
 =====  ==============================================================
@@ -209,6 +210,23 @@ def check_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return errors
+
+
+@register(TAG)
+def check_upload_mode(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E009: the upload mode is one of those the handler knows."""
+    value = _setting("FTPSERVER_UPLOAD_MODE")
+    if value in conf_module.UPLOAD_MODES:
+        return []
+    return [
+        Error(
+            f"FTPSERVER_UPLOAD_MODE must be one of {', '.join(conf_module.UPLOAD_MODES)}, "
+            f"not {value!r}.",
+            hint='"standard" writes into the file named; "atomic" moves the file into '
+            "place once complete.",
+            id="django_ftpserver.E009",
+        )
+    ]
 
 
 @register(TAG)

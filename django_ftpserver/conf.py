@@ -57,10 +57,16 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_READ_LIMIT": None,
     "FTPSERVER_WRITE_LIMIT": None,
     "FTPSERVER_CREATE_HOME_DIRS": False,
+    # "standard" (write into the file named) or "atomic" (write beside it,
+    # move into place when complete); see uploads.py.
+    "FTPSERVER_UPLOAD_MODE": "standard",
     # Object storage (django_ftpserver.s3): multipart part size and parts in flight.
     "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
     "FTPSERVER_S3_UPLOAD_THREADS": 4,
 }
+
+#: The values of FTPSERVER_UPLOAD_MODE.
+UPLOAD_MODES = ("standard", "atomic")
 
 
 _values: dict[str, Any] = {}
@@ -224,6 +230,10 @@ class Settings:
     @property
     def CREATE_HOME_DIRS(self) -> bool:
         return bool(get("FTPSERVER_CREATE_HOME_DIRS"))
+
+    @property
+    def UPLOAD_MODE(self) -> str:
+        return get("FTPSERVER_UPLOAD_MODE")
 
     @property
     def S3_PART_SIZE(self) -> int:

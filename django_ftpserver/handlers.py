@@ -42,6 +42,7 @@ from .dispatch import signal_sender_of
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 from .prechecks import PreSignalMixin
+from .uploads import UploadDTPMixin, UploadMixin
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class ResetAwareDTPMixin:
         super().handle_close()
 
 
-class DjangoDTPHandler(ResetAwareDTPMixin, DTPHandler):
+class DjangoDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, DTPHandler):
     """Plain data channel of ``DjangoFTPHandler``.
 
     Reads and ``sendfile()``s 256 KB at a time instead of pyftpdlib's 64 KB:
@@ -108,7 +109,7 @@ class DjangoDTPHandler(ResetAwareDTPMixin, DTPHandler):
     ac_out_buffer_size = 262144
 
 
-class DjangoThrottledDTPHandler(ResetAwareDTPMixin, ThrottledDTPHandler):
+class DjangoThrottledDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, ThrottledDTPHandler):
     """Bandwidth-limited data channel (``read_limit``/``write_limit``)."""
 
 
@@ -608,6 +609,7 @@ class DjangoHandlerMixin(
     LoginGuardMixin,
     HomeDirMixin,
     PreSignalMixin,
+    UploadMixin,
     FilesystemFeaturesMixin,
 ):
     """Everything the app adds to a pyftpdlib control handler, in order.

@@ -42,6 +42,10 @@ ftp_file_renamed = Signal()
 ftp_directory_created = Signal()
 ftp_directory_deleted = Signal()
 
+# Sent when an upload was cut for crossing the account's quota (552); its
+# partial file was removed. kwargs: handler, username, path, ftp_path, remote_ip
+ftp_quota_exceeded = Signal()
+
 # Before the operation: a receiver that raises PermissionDenied("reason")
 # refuses it (550 reason; 530 for a login); any other exception refuses too.
 # See policy.py.

@@ -182,6 +182,15 @@ def test_e008_masquerade_address_is_ipv4(settings):
     assert checks.check_masquerade_address() == []
 
 
+@pytest.mark.parametrize("value", ["Atomic", "fast", 1])
+def test_e009_upload_mode(settings, value):
+    settings.FTPSERVER_UPLOAD_MODE = value
+    assert ids(checks.check_upload_mode()) == ["django_ftpserver.E009"]
+    for good in ("standard", "atomic", None):
+        settings.FTPSERVER_UPLOAD_MODE = good
+        assert checks.check_upload_mode() == []
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "", "::", "192.0.2.10", "ftp.example.com"])
 def test_w001_exposed_without_tls(settings, host):
     settings.FTPSERVER_HOST = host
