@@ -25,8 +25,8 @@ Uploads
     (``UploadPartCopy``) when there are at least 5 MiB of them, else read
     them back into the first part.
 Downloads
-    one ranged ``GetObject`` streamed to the client; ``REST`` + ``RETR``
-    starts the range at the offset.
+    ranged ``GetObject`` requests of 8 MiB, two ahead of the client (one
+    request for a smaller file); ``REST`` + ``RETR`` starts at the offset.
 Folders
     a folder is a prefix with something under it; ``MKD`` writes an empty
     ``name/`` marker object so an empty folder shows, ``RMD`` deletes the
@@ -170,20 +170,41 @@ class Bucket:
 
 
 class S3Download(StorageFile):
-    """An object read with one ranged ``GetObject``, streamed.
+    """An object read with ranged ``GetObject`` requests, a few ahead of the client.
 
-    ``seek()`` (pyftpdlib's ``REST`` + ``RETR``) only moves the start of the
-    range: the request is sent at the first ``read()``.
+    The object is read in ranges of ``chunk_size`` bytes, ``ahead`` of them
+    in flight while the client receives the current one (boto3's own
+    downloads do the same), so memory is bounded by ``(ahead + 1)`` ranges.
+    A file of one range is one request. ``seek()`` (``REST`` + ``RETR``)
+    only moves where the first range starts: nothing is asked before the
+    first ``read()``. Every range asks for the version (ETag) looked up
+    when the file was opened, so a file replaced meanwhile fails the
+    transfer instead of mixing two versions.
     """
 
-    def __init__(self, bucket: Bucket, path: str, key: str, size: int, etag: str | None) -> None:
+    def __init__(
+        self,
+        bucket: Bucket,
+        path: str,
+        key: str,
+        size: int,
+        etag: str | None,
+        *,
+        chunk_size: int = 8 * MiB,
+        ahead: int = 2,
+    ) -> None:
         super().__init__(None, path)
         self.bucket = bucket
         self.key = key
         self.size = size
         self.etag = etag
+        self.chunk_size = max(MiB, chunk_size)
+        self.ahead = max(1, ahead)
         self.position = 0
-        self._body: Any = None
+        self._next = 0  # where the next range to ask for starts
+        self._ranges: deque[Future] = deque()
+        self._current = memoryview(b"")
+        self._pool: ThreadPoolExecutor | None = None
         self._closed = False
 
     @property
@@ -197,20 +218,43 @@ class S3Download(StorageFile):
     def fileno(self) -> int:
         raise io.UnsupportedOperation("not a file on disk")
 
+    def _get(self, start: int, end: int) -> bytes:
+        params: dict[str, Any] = {
+            "Bucket": self.bucket.name,
+            "Key": self.key,
+            "Range": f"bytes={start}-{end}",
+        }
+        if self.etag:
+            params["IfMatch"] = self.etag
+        return self.bucket.client.get_object(**params)["Body"].read()
+
+    def _fill(self) -> None:
+        """Keep ``ahead`` ranges asked for past the one being read."""
+        while self._next < self.size and len(self._ranges) < self.ahead:
+            start, end = self._next, min(self.size, self._next + self.chunk_size) - 1
+            self._next = end + 1
+            if self._pool is None:
+                if self._next >= self.size and not self._ranges:
+                    # The whole rest in one range: no thread needed.
+                    done: Future = Future()
+                    done.set_result(self._get(start, end))
+                    self._ranges.append(done)
+                    continue
+                self._pool = ThreadPoolExecutor(self.ahead, thread_name_prefix="s3-download")
+            self._ranges.append(self._pool.submit(self._get, start, end))
+
     def read(self, size: int = -1) -> bytes:
         if self.position >= self.size:
             return b""
-        if self._body is None:
-            params: dict[str, Any] = {
-                "Bucket": self.bucket.name,
-                "Key": self.key,
-                "Range": f"bytes={self.position}-",
-            }
-            if self.etag:
-                # The object replaced meanwhile: fail rather than mix two versions.
-                params["IfMatch"] = self.etag
-            self._body = self.bucket.client.get_object(**params)["Body"]
-        data = self._body.read(None if size is None or size < 0 else size)
+        if not self._current:
+            self._fill()
+            if not self._ranges:
+                return b""
+            self._current = memoryview(self._ranges.popleft().result())
+            self._fill()
+        count = len(self._current) if size is None or size < 0 else size
+        data = bytes(self._current[:count])
+        self._current = self._current[len(data) :]
         self.position += len(data)
         return data
 
@@ -219,22 +263,26 @@ class S3Download(StorageFile):
             offset += self.position
         elif whence == io.SEEK_END:
             offset += self.size
+        offset = max(0, offset)
         if offset != self.position:
-            self._close_body()
-            self.position = max(0, offset)
+            self._drop()
+            self.position = self._next = offset
         return self.position
 
     def tell(self) -> int:
         return self.position
 
-    def _close_body(self) -> None:
-        if self._body is not None:
-            with contextlib.suppress(Exception):  # a half-read stream may fail to close
-                self._body.close()
-            self._body = None
+    def _drop(self) -> None:
+        for future in self._ranges:
+            future.cancel()
+        self._ranges.clear()
+        self._current = memoryview(b"")
 
     def close(self) -> None:
-        self._close_body()
+        self._drop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         self._closed = True
 
 
