@@ -47,6 +47,7 @@ from django.db import InterfaceError, OperationalError, connections, router, tra
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from pyftpdlib.authorizers import AuthenticationFailed, AuthorizerError
+from pyftpdlib.handlers import FTPHandler
 
 from . import dispatch, models, signals
 from .conf import conf
@@ -657,11 +658,15 @@ class FTPAccountAuthorizer:
     def validate_authentication(self, username: str, password: str, handler: Any) -> None:
         """Check the password; on success give ``handler`` its session view.
 
-        The check (queries and hash) runs on one of the ``workers``; the
-        session's thread waits for it and opens no database connection.
+        For the server's own logins (``handler`` is an FTP session) the check
+        (queries and hash) runs on one of the ``workers``; the session's
+        thread waits for it and opens no database connection. Called
+        directly (a project's code, a test, ``handler`` None), it runs on
+        the caller's thread and database connection, as in 1.0: a
+        ``django.test.TestCase``'s data is only visible there.
         """
         try:
-            if on_worker():  # the server ran the PASS on a worker already
+            if on_worker() or not isinstance(handler, FTPHandler):
                 snapshot = self._login(username, password)
             else:
                 snapshot = self.workers_for(username, password).run(self._login, username, password)

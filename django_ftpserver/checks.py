@@ -16,6 +16,8 @@ E006   ``FTPSERVER_TIMEOUT`` is negative or not a number
 E007   ``FTPSERVER_AUTH_CACHE_TIMEOUT`` is negative or not a number
 E008   ``FTPSERVER_MASQUERADE_ADDRESS`` is not an IPv4 address
 E009   ``FTPSERVER_UPLOAD_MODE`` is neither ``"standard"`` nor ``"atomic"``
+E011   ``FTPSERVER_PROXY_PROTOCOL_TRUSTED`` holds something not an address or network
+E012   ``FTPSERVER_PROXY_PROTOCOL_TIMEOUT`` is not a number of seconds above 0
 W001   listening beyond loopback without TLS: passwords travel in clear
 W002   a certificate is configured but TLS is not required
 =====  ==============================================================
@@ -246,6 +248,43 @@ def check_masquerade_address(app_configs: Any = None, **kwargs: Any) -> list[Che
             )
         ]
     return []
+
+
+@register(TAG)
+def check_proxy_protocol(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E011/E012: the trusted proxies are addresses or networks; the timeout is positive."""
+    from .proxyprotocol import TrustedProxies
+
+    errors: list[CheckMessage] = []
+    value = _setting("FTPSERVER_PROXY_PROTOCOL_TRUSTED")
+    entries = [value] if isinstance(value, str) else value
+    problem = None
+    if not isinstance(entries, (list, tuple, set, frozenset)):
+        problem = f"must be a list of addresses or networks, not {value!r}"
+    else:
+        try:
+            TrustedProxies(entries)
+        except ValueError as exc:
+            problem = str(exc)
+    if problem:
+        errors.append(
+            Error(
+                f"FTPSERVER_PROXY_PROTOCOL_TRUSTED: {problem}.",
+                hint="List the load balancers' addresses or networks, e.g. "
+                "['10.0.0.5', '10.0.1.0/24'] (names are not resolved; host bits must be 0).",
+                id="django_ftpserver.E011",
+            )
+        )
+    timeout = _setting("FTPSERVER_PROXY_PROTOCOL_TIMEOUT")
+    if not (_is_number(timeout) and timeout > 0):
+        errors.append(
+            Error(
+                f"FTPSERVER_PROXY_PROTOCOL_TIMEOUT must be more than 0 seconds, not {timeout!r}.",
+                hint="Seconds a trusted proxy has to send its header, e.g. 5.",
+                id="django_ftpserver.E012",
+            )
+        )
+    return errors
 
 
 def is_loopback(host: Any) -> bool:

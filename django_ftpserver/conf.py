@@ -57,6 +57,10 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_READ_LIMIT": None,
     "FTPSERVER_WRITE_LIMIT": None,
     "FTPSERVER_CREATE_HOME_DIRS": False,
+    # PROXY protocol (see proxyprotocol.py): the balancers allowed to send
+    # a header; empty turns it off.
+    "FTPSERVER_PROXY_PROTOCOL_TRUSTED": (),
+    "FTPSERVER_PROXY_PROTOCOL_TIMEOUT": 5,
     # "standard" (write into the file named) or "atomic" (write beside it,
     # move into place when complete); see uploads.py.
     "FTPSERVER_UPLOAD_MODE": "standard",
@@ -230,6 +234,23 @@ class Settings:
     @property
     def CREATE_HOME_DIRS(self) -> bool:
         return bool(get("FTPSERVER_CREATE_HOME_DIRS"))
+
+    @property
+    def PROXY_PROTOCOL_TRUSTED(self) -> list[str]:
+        """Addresses and networks (CIDR) allowed to send a PROXY protocol header.
+
+        One string is taken as a list of one; anything else that is not a
+        list is returned as is, for the check (E011) to name it.
+        """
+        value = get("FTPSERVER_PROXY_PROTOCOL_TRUSTED")
+        if isinstance(value, str):
+            return [value]
+        return list(value) if isinstance(value, (list, tuple, set, frozenset)) else value
+
+    @property
+    def PROXY_PROTOCOL_TIMEOUT(self) -> float:
+        """Seconds a trusted proxy has to send its whole header."""
+        return float(get("FTPSERVER_PROXY_PROTOCOL_TIMEOUT"))
 
     @property
     def UPLOAD_MODE(self) -> str:

@@ -42,6 +42,7 @@ from .dispatch import signal_sender_of
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 from .prechecks import PreSignalMixin
+from .proxyprotocol import ProxyProtocolHandlerMixin
 from .uploads import UploadDTPMixin, UploadMixin
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 try:
     from OpenSSL import SSL
     from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
+
+    from .tlsdata import DataConnection
 
     HAS_TLS = True
 except ImportError:  # pragma: no cover - pyOpenSSL is a dependency
@@ -74,6 +77,8 @@ def _connection_was_reset(channel: Any) -> bool:
         return True
     if SSL is not None and isinstance(error, SSL.SysCallError):
         return bool(error.args) and error.args[0] in _ERRNOS_DISCONNECTED
+    if getattr(channel.socket, "peer_reset", False):  # seen by a read that returned data
+        return True
     try:
         return channel.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0
     except (OSError, AttributeError):
@@ -87,6 +92,15 @@ class ResetAwareDTPMixin:
     connection. pyftpdlib cannot tell that from a client that crashed, whose
     kernel resets the connection, and reports both as a complete file.
     """
+
+    def __init__(self, sock: Any, cmd_channel: Any) -> None:
+        super().__init__(sock, cmd_channel)
+        if not self.connected:
+            # Reset between the kernel's accept and ours: pyftpdlib drops
+            # the channel and the transfer waiting for it is never answered.
+            lost = getattr(cmd_channel, "data_connection_lost", None)
+            if lost is not None:
+                lost()
 
     def handle_close(self) -> None:
         if self.receive and not self._closed and _connection_was_reset(self):
@@ -601,8 +615,68 @@ class FilesystemFeaturesMixin:
             del self.proto_cmds
 
 
+class DataConnectionGuardMixin:
+    """Every transfer gets a final reply, however early its data connection fails.
+
+    pyftpdlib answers a transfer command with ``150`` and queues the
+    transfer until the data connection is there. If that connection is reset
+    before pyftpdlib could serve it (a client crashing right after
+    connecting, or after sending its first bytes), pyftpdlib drops it, and
+    the queued transfer waits for good: no reply, no signal, until the idle
+    timeout. Here it is answered ``426`` and reported incomplete at once. A
+    transfer queued with no data connection to wait for (none open, no
+    ``PASV`` or ``PORT`` pending: the one it had was reset before the
+    command came) is answered ``425`` at once.
+    """
+
+    data_lost_reply = "426 Data connection reset by peer; transfer aborted."
+    no_data_connection_reply = "425 No data connection: send PASV or PORT first."
+
+    def _data_connection_pending(self) -> bool:
+        if self.data_channel is not None:
+            return True
+        return any(
+            waiting is not None and not waiting._closed
+            for waiting in (self._dtp_acceptor, self._dtp_connector)
+        )
+
+    def process_command(self, cmd: str, *args: Any, **kwargs: Any) -> None:
+        super().process_command(cmd, *args, **kwargs)
+        queued = getattr(self, "_in_dtp_queue", None) or getattr(self, "_out_dtp_queue", None)
+        if queued is not None and not self._closed and not self._data_connection_pending():
+            self._fail_queued_transfer(self.no_data_connection_reply)
+
+    def data_connection_lost(self) -> None:
+        """The data connection was reset before it could be served."""
+        self._dtp_acceptor = None  # closed already: no other connection comes
+        self._fail_queued_transfer(self.data_lost_reply)
+
+    def _fail_queued_transfer(self, reply: str) -> None:
+        if self._in_dtp_queue is not None:
+            file, cmd = self._in_dtp_queue
+            self._in_dtp_queue = None
+            file.close()
+            name = file.name
+            upload = getattr(self, "_upload", None)
+            if upload is not None and upload.file is file:  # see uploads.UploadMixin
+                self.finish_upload(upload, False)
+                name = upload.target
+            self.respond(reply, logfun=logger.info)
+            self.log_transfer(cmd, name, True, False, 0.0, 0)
+            self.on_incomplete_file_received(name)
+        elif self._out_dtp_queue is not None:
+            _data, _isproducer, file, cmd = self._out_dtp_queue
+            self._out_dtp_queue = None
+            self.respond(reply, logfun=logger.info)
+            if file is not None:
+                file.close()
+                self.log_transfer(cmd, file.name, False, False, 0.0, 0)
+                self.on_incomplete_file_sent(file.name)
+
+
 class DjangoHandlerMixin(
     LoginLoopMixin,
+    ProxyProtocolHandlerMixin,
     SignalEmitterMixin,
     CommandLineGuardMixin,
     PathPermissionFactsMixin,
@@ -611,6 +685,7 @@ class DjangoHandlerMixin(
     PreSignalMixin,
     UploadMixin,
     FilesystemFeaturesMixin,
+    DataConnectionGuardMixin,
 ):
     """Everything the app adds to a pyftpdlib control handler, in order.
 
@@ -641,6 +716,40 @@ if HAS_TLS:
         waiting, the channel polls for reading only, instead of spinning on
         a socket that is always writable.
         """
+
+        def secure_connection(self, ssl_context: Any) -> None:
+            # pyftpdlib's, with ``tlsdata.DataConnection`` instead of an
+            # ``SSL.Connection`` on the socket: see there why.
+            if self._closed:  # reset before it was served (see __init__)
+                return
+            self._ssl_requested = True
+            try:
+                self.socket = DataConnection(ssl_context, self.socket)
+            except OSError:  # the client connected and left at once
+                self.close()
+                return
+            self.socket.set_accept_state()
+            self._ssl_accepting = True
+
+        def close(self) -> None:
+            if not self._closed and self._ssl_accepting and self._initialized and not self._resp:
+                # The connection failed inside the handshake (reset, or
+                # closed): pyftpdlib closes without a word, and the transfer
+                # command it had answered with 125/150 would wait for good.
+                self.transfer_finished = False
+                self._resp = (
+                    "426 Data connection lost during the TLS handshake; transfer aborted.",
+                    logger.info,
+                )
+            super().close()
+
+        def handle_read_event(self) -> None:
+            super().handle_read_event()
+            sock = self.socket
+            if getattr(sock, "close_notify_pending", False) and not self._closed:
+                # Read with the last data: no further event will tell.
+                sock.close_notify_pending = False
+                self.handle_close()
 
         def initiate_send(self) -> None:
             if self._ssl_accepting:

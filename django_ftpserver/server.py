@@ -38,6 +38,7 @@ from . import dispatch, lockout, signals, utils
 from .conf import conf
 from .handlers import throttled_dtp_handler
 from .loginloop import LoginLoopMixin
+from .proxyprotocol import HeaderReader, ProxiedSocket, ProxyHeader, TrustedProxies
 from .workers import DatabaseWorkers
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class DjangoFTPServer(ThreadedFTPServer):
         self._session_threads: set[threading.Thread] = set()
         self._idle_threads = 0
         self._active_sessions = 0
+        self._closed_all = False
         own_ioloop = ioloop is None
         ioloop = ioloop or IOLoop.factory()
         try:
@@ -137,8 +139,40 @@ class DjangoFTPServer(ThreadedFTPServer):
     def _refresh_tasks(self) -> None:
         pass  # threads leave the set themselves
 
+    def serve_forever(
+        self, timeout: float | None = None, blocking: bool = True, handle_exit: bool = True
+    ) -> None:
+        """Serve until interrupted, as pyftpdlib's; ``close_all()`` after, with ``handle_exit``.
+
+        pyftpdlib's threaded server polls every second whatever is
+        scheduled; here each poll lasts until the next scheduled call (a
+        failed login's delayed reply, an idle timeout) at most, computed
+        after the previous events were handled.
+        """
+        if not blocking:
+            super().serve_forever(timeout, blocking, handle_exit)
+            return
+        ioloop = self.ioloop
+        poll, sched = ioloop.poll, ioloop.sched
+        longest = self.poll_timeout if timeout is None else timeout
+        try:
+            while ioloop.socket_map:
+                wait = longest
+                if sched._tasks:
+                    wait = min(wait, max(0.0, sched._tasks[0].timeout - timer()))
+                poll(wait)
+                sched.poll()
+        except (KeyboardInterrupt, SystemExit):
+            if not handle_exit:
+                raise
+        if handle_exit:
+            self.close_all()
+
     def close_all(self) -> None:
         """Stop serving, end every session, then stop the authorizer's workers."""
+        if self._closed_all:
+            return
+        self._closed_all = True
         try:
             self._active_tasks_idler.cancel()
             self._exit.set()
@@ -172,7 +206,66 @@ class DjangoFTPServer(ThreadedFTPServer):
         # Counted before the new session's thread exists.
         return self._map_len() < self.max_cons
 
+    #: Peers allowed to send a PROXY protocol header (``proxyprotocol``);
+    #: empty: none, every connection is served as coming from its peer.
+    proxy_protocol: TrustedProxies = TrustedProxies(())
+    #: Seconds a trusted peer has to send its whole PROXY header.
+    proxy_header_timeout = 5.0
+
     def handle_accepted(self, sock: Any, addr: Any) -> None:
+        if self.proxy_protocol and addr[0] in self.proxy_protocol:
+            self._read_proxy_header(sock, addr)
+            return
+        self._accept_session(sock, addr)
+
+    def _read_proxy_header(self, sock: Any, addr: Any) -> None:
+        """Serve ``sock`` once its PROXY header named the client (see ``proxyprotocol``).
+
+        The header is read on this loop, before any handler exists: the
+        client's address then holds from the very first thing the server
+        does with the connection (the per-address limit, the greeting,
+        ``ftp_client_connected``), exactly as for a direct connection.
+        """
+        peer = f"{addr[0]}:{addr[1]}"
+
+        def on_header(header: ProxyHeader) -> None:
+            if header.source is None:
+                # LOCAL (the balancer's health check), UNKNOWN, UNSPEC or
+                # UNIX: the protocol says to use the connection's own addresses.
+                log = logger.debug if header.command == "LOCAL" else logger.info
+                log(
+                    "FTP PROXY v%d header from %s names no client (%s %s): "
+                    "serving it as the balancer's own connection",
+                    header.version,
+                    peer,
+                    header.command,
+                    header.family,
+                )
+                self._accept_session(sock, addr)
+                return
+            try:
+                proxied = ProxiedSocket.wrap(sock, header.source)
+            except OSError:  # the balancer left already
+                with contextlib.suppress(OSError):
+                    sock.close()
+                return
+            logger.debug(
+                "FTP PROXY v%d header from %s: client %s", header.version, peer, header.source
+            )
+            self._accept_session(proxied, header.source)
+
+        def on_failure(reason: str, sent_something: bool) -> None:
+            # A balancer's plain TCP health check connects and leaves: not news.
+            quiet = not sent_something and "closed" in reason
+            log = logger.debug if quiet else logger.warning
+            log("FTP connection from trusted proxy %s closed: %s", peer, reason)
+
+        HeaderReader(
+            sock, peer, self.ioloop, self.proxy_header_timeout, on_header, on_failure
+        ).start()
+
+    def _accept_session(self, sock: Any, addr: Any) -> None:
+        """What pyftpdlib's ``handle_accepted`` does, for the client at ``addr``."""
         handler = None
         ip = None
         refuse = None
@@ -460,6 +553,9 @@ class FTPServerConfig:
     max_login_attempts: int | None = None
     read_limit: int | None = None
     write_limit: int | None = None
+    #: Peers allowed to send a PROXY protocol header; None: the setting.
+    proxy_protocol_trusted: list[str] | None = None
+    proxy_protocol_timeout: float | None = None
     handler_options: dict[str, Any] = field(default_factory=dict)
 
     _LIMITS = (
@@ -482,6 +578,10 @@ class FTPServerConfig:
         for name in self._LIMITS:
             if getattr(self, name) is None:
                 setattr(self, name, getattr(conf, name.upper()))
+        if self.proxy_protocol_trusted is None:
+            self.proxy_protocol_trusted = conf.PROXY_PROTOCOL_TRUSTED
+        if self.proxy_protocol_timeout is None:
+            self.proxy_protocol_timeout = conf.PROXY_PROTOCOL_TIMEOUT
 
     @property
     def use_tls(self) -> bool:
@@ -539,9 +639,27 @@ class FTPServerConfig:
                     f"{name.replace('_', ' ')} (--{option}, FTPSERVER_{name.upper()}) must be"
                     f" a whole number, {least} or more, not {value!r}"
                 )
+        self.trusted_proxies()
+        timeout = self.proxy_protocol_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError(
+                f"FTPSERVER_PROXY_PROTOCOL_TIMEOUT must be more than 0 seconds, not {timeout!r}"
+            )
         errors = lockout.check_settings()
         if errors:
             raise ConfigError(errors[0])
+
+    def trusted_proxies(self) -> TrustedProxies:
+        """The peers allowed to send a PROXY header; ``ConfigError`` names a bad entry."""
+        entries = self.proxy_protocol_trusted or []
+        if isinstance(entries, str):
+            entries = [entries]
+        try:
+            if not isinstance(entries, (list, tuple, set, frozenset)):
+                raise ValueError(f"must be a list of addresses or networks, not {entries!r}")
+            return TrustedProxies(entries)
+        except ValueError as exc:
+            raise ConfigError(f"FTPSERVER_PROXY_PROTOCOL_TRUSTED: {exc}") from None
 
 
 def _openssl_reason(exc: Exception) -> str:
@@ -600,14 +718,12 @@ def check_tls_files(certfile: str, keyfile: str | None) -> None:
 class FTPServerRunner:
     """Create a server from a config and run it until it is stopped."""
 
-    #: Seconds between checks of the stop flag while idle.
-    poll_interval = 0.5
-
     def __init__(self, config: FTPServerConfig) -> None:
         self.config = config
         self._server: Any = None
         self._address: tuple[str, int] | None = None
         self._stop = threading.Event()
+        self._wake_fd: int | None = None
         self._previous_handlers: dict[int, Any] | None = None
 
     def handler_options(self) -> dict[str, Any]:
@@ -652,6 +768,16 @@ class FTPServerRunner:
         except _TLS_ERRORS as exc:
             # pyftpdlib's FTPServer loads the certificate before binding.
             raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
+        trusted = config.trusted_proxies()
+        if trusted:
+            if not isinstance(server, DjangoFTPServer):
+                server.close_all()
+                raise ConfigError(
+                    "FTPSERVER_PROXY_PROTOCOL_TRUSTED needs a server class based on "
+                    f"django_ftpserver.server.DjangoFTPServer, not {type(server).__name__}"
+                )
+            server.proxy_protocol = trusted
+            server.proxy_header_timeout = float(config.proxy_protocol_timeout)
         if config.max_connections is not None:
             server.max_cons = config.max_connections
         if config.max_connections_per_ip is not None:
@@ -689,6 +815,10 @@ class FTPServerRunner:
     def stop(self) -> None:
         """Ask ``run()`` to return; safe from any thread and from signal handlers."""
         self._stop.set()
+        fd = self._wake_fd
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, b"x")
 
     def install_signal_handlers(self) -> None:
         """Make SIGTERM and SIGINT call ``stop()`` (main thread only; idempotent).
@@ -712,7 +842,16 @@ class FTPServerRunner:
         self._previous_handlers = None
 
     def run(self, sender: Any = None) -> None:
-        """Serve until stopped, sending the start and stop signals."""
+        """Serve through ``server.serve_forever()`` until stopped; send the start and stop signals.
+
+        As in django-ftpserver 1.0, serving is the server's
+        ``serve_forever()``: a server class that overrides it, or a test
+        that patches it, is honoured. ``stop()`` (SIGTERM, SIGINT, another
+        thread) wakes the server's loop through a pipe and ends
+        ``serve_forever()`` as pyftpdlib's own interrupt handling does.
+        Whichever way it ends (stopped, returned, raised), the server is
+        closed and ``ftp_server_stopped`` is sent once.
+        """
         if self._server is None:
             raise RuntimeError("Server not created. Call create_server() first.")
         server = self._server
@@ -724,14 +863,64 @@ class FTPServerRunner:
             dispatch.send(signal, sender=signal_sender, server=server, host=host, port=port)
 
         self.install_signal_handlers()
+        waker = _StopWaker(server.ioloop)
+        self._wake_fd = waker.write_fd
         try:
             announce(signals.ftp_server_started, "started")
-            loop = server.ioloop.loop
-            while not self._stop.is_set():
-                loop(self.poll_interval, blocking=False)
+            if self._stop.is_set():
+                waker.wake()  # stopped before it started serving
+            # _StopServing escapes a serve_forever() that lets interrupts through.
+            with contextlib.suppress(_StopServing):
+                server.serve_forever()
         finally:
+            self._wake_fd = None
             try:
-                server.close_all()
+                waker.close()
+                if isinstance(server, DjangoFTPServer) or server.ioloop.socket_map:
+                    server.close_all()  # not closed by serve_forever() already
             finally:
                 announce(signals.ftp_server_stopped, "stopped")
                 self._restore_signal_handlers()
+
+
+class _StopServing(SystemExit):
+    """Ends ``serve_forever()`` from inside its loop (pyftpdlib handles ``SystemExit``)."""
+
+
+class _StopWaker:
+    """A pipe registered in the server's loop; a byte written to it ends serving."""
+
+    def __init__(self, ioloop: Any) -> None:
+        self.ioloop = ioloop
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self._fileno = self.read_fd
+        ioloop.register(self.read_fd, self, ioloop.READ)
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.write_fd, b"x")
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def handle_read_event(self) -> None:
+        raise _StopServing()
+
+    handle_close = handle_read_event
+
+    def close(self) -> None:
+        """Unregister and close the pipe (also called by the loop's ``close()``)."""
+        if self.read_fd < 0:
+            return
+        if self.ioloop.socket_map.get(self.read_fd) is self:
+            with contextlib.suppress(Exception):
+                self.ioloop.unregister(self.read_fd)
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.read_fd = self.write_fd = -1

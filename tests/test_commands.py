@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -10,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from io import StringIO
@@ -530,13 +532,55 @@ def as_nobody() -> list[str]:
         nobody = pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no 'nobody' user")
-    return [
+    prefix = [
         setpriv,
         f"--reuid={nobody.pw_uid}",
         f"--regid={nobody.pw_gid}",
         "--clear-groups",
         "--inh-caps=-all",
     ]
+    problem = _nobody_cannot_run_django(tuple(prefix))
+    if problem:
+        pytest.skip(problem)
+    return prefix
+
+
+@functools.cache
+def _nobody_cannot_run_django(prefix: tuple[str, ...]) -> str | None:
+    """Why ``nobody`` cannot run this interpreter and import the project, or None.
+
+    A checkout (or its virtualenv) in a directory other users cannot
+    enter, such as root's 0700 home, stops ``nobody`` at the interpreter
+    or at ``import django``: the test would fail on that, not on what it
+    checks.
+    """
+    env = procs.base_env(Path(tempfile.gettempdir()))
+    try:
+        result = subprocess.run(
+            [
+                *prefix,
+                sys.executable,
+                "-c",
+                "import django, django_ftpserver, tests.probe_settings",
+            ],
+            env=env,
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except OSError as exc:
+        result = None
+        detail = str(exc)
+    if result is not None and result.returncode == 0:
+        return None
+    if result is not None:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        detail = lines[-1] if lines else f"exit status {result.returncode}"
+    return (
+        f"user nobody cannot run {sys.executable} and import Django and the project "
+        f"(a checkout in a directory other users cannot read?): {detail}"
+    )
 
 
 @pytest.fixture

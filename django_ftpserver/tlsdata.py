@@ -1,0 +1,231 @@
+"""The TLS transport of FTPS data connections.
+
+Why data connections do not run OpenSSL on the socket directly: TLS 1.3
+servers send their session tickets *after* the handshake, as the first
+records of the connection. A client that only uploads never reads its data
+connection, so the tickets stay unread in its socket; when it closes the
+socket, the kernel sees unread data and resets the connection instead of
+closing it, which throws away whatever the client had not sent yet. Go's
+``crypto/tls`` (rclone, every Go FTP client) does exactly that: with TLS 1.3,
+most of rclone's FTPS uploads arrived truncated. TLS 1.2 sends its tickets
+inside the handshake, which the client reads; it is not affected.
+
+OpenSSL can be told to send no tickets (``SSL_set_num_tickets``), but
+pyOpenSSL does not expose that call, and the tickets are needed anyway by a
+client that downloads and resumes its sessions. So the server keeps them:
+``DataConnection`` runs OpenSSL over memory buffers and holds back the bytes
+the end of a TLS 1.3 handshake produces (the tickets) until the server
+sends something else on that connection (file data, a listing, its
+``close_notify``). They then go out first, in order. An upload is answered
+with nothing before its end, so the client's socket is empty when it closes,
+and the close is a clean one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from typing import Any
+
+from OpenSSL import SSL
+
+#: Ciphertext read from the socket at most at once, besides a read's own size.
+_READ_SIZE = 262144
+
+
+def _syscall_error(exc: OSError) -> SSL.SysCallError:
+    """The ``SysCallError`` pyOpenSSL raises for ``exc`` on a socket of its own."""
+    code = exc.errno or -1
+    return SSL.SysCallError(code, errno.errorcode.get(code, str(exc)))
+
+
+class DataConnection(SSL.Connection):
+    """A server-side ``SSL.Connection`` over ``sock`` that holds back TLS 1.3 tickets.
+
+    It behaves as ``SSL.Connection(context, sock)`` does for pyftpdlib's
+    non-blocking TLS code (the same methods, the same exceptions for
+    "retry", for a closed or reset peer), but OpenSSL reads and writes
+    memory buffers that this class moves to and from the socket.
+    """
+
+    def __init__(self, context: SSL.Context, sock: socket.socket) -> None:
+        super().__init__(context, None)
+        self._sock = sock
+        self._outgoing = bytearray()  # ciphertext the socket did not take yet
+        self._held = b""  # the session tickets, until something else is sent
+        self._sock_error: OSError | None = None
+        self._sock_eof = False
+        #: The peer's close_notify came in a read that returned data too:
+        #: the socket may stay silent now, so the caller must act on it.
+        self.close_notify_pending = False
+
+    def __getattr__(self, name: str) -> Any:
+        # Socket methods (getsockopt, getpeername...) are the socket's.
+        if name == "_sock":
+            raise AttributeError(name)
+        return getattr(self._sock, name)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def sock_shutdown(self, how: int) -> None:
+        self._sock.shutdown(how)
+
+    @property
+    def peer_reset(self) -> bool:
+        """Whether reading the socket failed (a reset, usually).
+
+        The socket reports its error once; this remembers it for a read
+        that had data to return first.
+        """
+        return self._sock_error is not None
+
+    @property
+    def tickets_held(self) -> bool:
+        """Whether session tickets still wait for the first thing sent."""
+        return bool(self._held)
+
+    # --- moving bytes between OpenSSL and the socket
+
+    def _fill(self, limit: int) -> bool:
+        """Give OpenSSL what the socket has (up to ``limit`` bytes); True if any."""
+        if self._sock_eof or self._sock_error is not None:
+            return False
+        try:
+            data = self._sock.recv(limit)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            self._sock_error = exc
+            return False
+        if not data:
+            self._sock_eof = True
+            return False
+        self.bio_write(data)
+        return True
+
+    def _collect(self) -> None:
+        """Queue what OpenSSL wrote; the held tickets go out before it."""
+        while True:
+            try:
+                chunk = self.bio_read(_READ_SIZE)
+            except SSL.WantReadError:
+                return
+            if not chunk:
+                return
+            if self._held:
+                self._outgoing += self._held
+                self._held = b""
+            self._outgoing += chunk
+
+    def _flush(self) -> bool:
+        """Send what is queued; True when all of it went. Raises for a gone peer."""
+        self._collect()
+        while self._outgoing:
+            try:
+                sent = self._sock.send(self._outgoing)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError as exc:
+                raise _syscall_error(exc) from exc
+            del self._outgoing[:sent]
+        return True
+
+    def _raise_socket_state(self) -> None:
+        """Raise what pyOpenSSL would for a socket that ended or failed."""
+        if self._sock_error is not None:
+            raise _syscall_error(self._sock_error)
+        if self._sock_eof:
+            raise SSL.SysCallError(-1, "Unexpected EOF")
+
+    # --- what pyftpdlib calls
+
+    def do_handshake(self) -> None:
+        if not self._flush():
+            raise SSL.WantWriteError()
+        while True:
+            try:
+                super().do_handshake()
+            except SSL.WantReadError:
+                if not self._flush():
+                    raise SSL.WantWriteError() from None
+                if self._fill(_READ_SIZE):
+                    continue
+                self._raise_socket_state()
+                raise
+            except SSL.Error:
+                with contextlib.suppress(SSL.Error):  # the alert, for the client
+                    self._flush()
+                raise
+            break
+        if self.get_protocol_version_name() == "TLSv1.3":
+            # All that the last step wrote: the session tickets.
+            tickets = bytearray()
+            while True:
+                try:
+                    chunk = self.bio_read(_READ_SIZE)
+                except SSL.WantReadError:
+                    break
+                if not chunk:
+                    break
+                tickets += chunk
+            self._held = bytes(tickets)
+        else:
+            self._flush()
+
+    def recv(self, bufsiz: int, flags: int | None = None) -> bytes:
+        # Everything OpenSSL can decrypt is returned, so nothing waits in
+        # memory while the poller sleeps on an empty socket; the socket is
+        # read for about ``bufsiz`` bytes per call.
+        if flags is not None and flags & socket.MSG_PEEK:
+            return super().recv(bufsiz, flags)
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            try:
+                data = super().recv(bufsiz)
+            except SSL.WantReadError:
+                self._flush_quietly()  # a reply OpenSSL owes (key update)
+                if total < bufsiz and self._fill(bufsiz):
+                    continue
+                if chunks:
+                    break
+                self._raise_socket_state()
+                raise
+            except SSL.ZeroReturnError:
+                if chunks:
+                    self.close_notify_pending = True
+                    break
+                raise
+            chunks.append(data)
+            total += len(data)
+        return b"".join(chunks)
+
+    read = recv
+
+    def _flush_quietly(self) -> None:
+        with contextlib.suppress(SSL.Error):
+            self._flush()
+
+    def send(self, buf: Any, flags: int = 0) -> int:
+        if not self._flush():
+            raise SSL.WantWriteError()
+        sent = super().send(buf)
+        self._flush()
+        return sent
+
+    write = send
+
+    def sendall(self, buf: Any, flags: int = 0) -> int:
+        raise NotImplementedError("non-blocking connection: use send()")
+
+    def shutdown(self) -> bool:
+        done = super().shutdown()
+        # The close_notify goes after the tickets if they are still held:
+        # the peer decrypts records in order.
+        self._flush()
+        return done
