@@ -3,8 +3,9 @@
 ``python -m bench.s3 [--objects 1000,10000] [--transfer-mb 200] [--memory-mb 0]``
 (``make bench-s3``; ``--memory-mb 1024`` adds the 1 GB upload's peak memory).
 
-* LIST of a folder of N objects through the server: S3 requests (counted
-  with a botocore hook in the server) and seconds.
+* LIST and MLSD of a folder of N objects through the server: S3 requests
+  (counted with a botocore hook in the server) and seconds, next to the
+  time boto3 itself takes to fetch the same ``ListObjectsV2`` pages.
 * STOR and RETR of ``--transfer-mb`` through ``manage.py ftpserver`` (a
   process of its own) against boto3's ``upload_fileobj`` /
   ``download_fileobj`` to the same endpoint: the ratio is boto3's time over
@@ -142,6 +143,19 @@ def measure_list(bucket: Any, counts: list[int]) -> list[tuple[str, str, str]]:
                     )
                 )
             ftp.quit()
+            # The floor: the same pages asked by boto3 directly.
+            client = bucket.client()
+            client.list_objects_v2(Bucket=bucket.name, MaxKeys=1)  # a warm connection
+            started = time.perf_counter()
+            pages = client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket.name, Prefix=f"bench/list{count}/", Delimiter="/"
+            )
+            listed = sum(len(page.get("Contents", ())) for page in pages)
+            seconds = time.perf_counter() - started
+            assert listed == count
+            rows.append(
+                (f"boto3 pages of {count:,}", "the same pages, asked directly", f"{seconds:.2f} s")
+            )
     finally:
         runner.stop()
         thread.join(10)

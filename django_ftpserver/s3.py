@@ -131,15 +131,36 @@ def _dir_stat(path: str, mtime: float | None = None) -> PseudoStat:
     )
 
 
+_client_lock = threading.Lock()
+
+
+def shared_client(storage: Any) -> Any:
+    """One boto3 client per storage, shared by every session and upload thread.
+
+    django-storages makes a boto3 session and client per thread, and the
+    server runs each FTP session on a thread of its own: every session
+    would parse S3's service model again (a few tenths of a second of CPU
+    and several MiB). boto3 clients are thread-safe; its connection pool
+    (``max_pool_connections`` in ``client_config``, 10 by default) is then
+    shared too.
+    """
+    client = getattr(storage, "_ftpserver_s3_client", None)
+    if client is None:
+        with _client_lock:
+            client = getattr(storage, "_ftpserver_s3_client", None)
+            if client is None:
+                client = storage.connection.meta.client
+                storage._ftpserver_s3_client = client
+    return client
+
+
 class Bucket:
     """The storage's bucket, client and key naming, for one session."""
 
     def __init__(self, storage: Any) -> None:
         self.storage = storage
         self.name: str = storage.bucket_name
-        # django-storages keeps one client per thread; boto3 clients are
-        # thread-safe, so the upload threads share this session's.
-        self.client = storage.connection.meta.client
+        self.client = shared_client(storage)
 
     def key(self, path: str) -> str:
         """The object key of fs path ``path`` (the storage's ``location`` applied).
