@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,7 @@ class Server:
     process: subprocess.Popen
     port: int
     log: Path
+    metrics_port: int | None = None
 
     @classmethod
     def start(cls, kind: str, home: Path, env: dict[str, str], workdir: Path) -> Server:
@@ -117,7 +119,8 @@ class Server:
         if not line.startswith("READY "):
             process.kill()
             raise SystemExit(f"{kind} server did not start: {log.read_text()[-2000:]}")
-        return cls(kind, process, int(line.split()[1]), log)
+        ports = [int(word) for word in line.split()[1:]]
+        return cls(kind, process, ports[0], log, ports[1] if len(ports) > 1 else None)
 
     def ask(self, command: str) -> str:
         self.process.stdin.write(command + "\n")
@@ -155,6 +158,8 @@ class Bench:
     bare: Server
     home: Path
     hash_seconds: float
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: Path | None = None
     rows: list[Row] = field(default_factory=list)
     cpu_per_login: dict[str, list[float]] = field(default_factory=lambda: {"ours": [], "bare": []})
 
@@ -348,23 +353,7 @@ class Bench:
             if len(counts) == 1:
                 ftp.quit()
         before = server.stats().get("queries", 0)
-        done = 0
-        sink: list[str] = []
-        ftp.voidcmd("TYPE I")  # SIZE is refused in ASCII mode
-        for _ in range(20):
-            ftp.pwd()
-            ftp.cwd("sub")
-            ftp.cwd("/")
-            ftp.voidcmd("NOOP")
-            ftp.size("small.bin")
-            ftp.voidcmd("MDTM small.bin")
-            ftp.retrlines("LIST", sink.append)
-            ftp.nlst()
-            ftp.retrbinary("RETR small.bin", lambda data: None)
-            ftp.voidcmd("NOOP")
-            ftp.pwd()
-            done += 11
-        assert done == 220
+        run_220_commands(ftp)
         after = server.stats().get("queries", 0)
         ftp.quit()
         return counts[0], counts[1], after - before
@@ -561,6 +550,129 @@ class Bench:
                 )
             )
 
+    # --- metrics: counting must not slow the sessions
+
+    def _timed_commands(self, server: Server) -> float:
+        ftp = ftplib.FTP()
+        ftp.connect(HOST, server.port, timeout=30)
+        ftp.login(MAIN_USER, PASSWORD)
+        start = time.perf_counter()
+        run_220_commands(ftp)
+        elapsed = time.perf_counter() - start
+        ftp.quit()
+        return elapsed
+
+    def measure_metrics(self) -> None:
+        """220 commands and a transfer, with and without ``--metrics`` (and bare).
+
+        Prometheus scrapes every 15 to 60 s; here /metrics is scraped every
+        second during the whole measure, so the figure includes scrapes
+        racing the sessions' counting.
+        """
+        assert self.workdir is not None
+        counted = Server.start("ours-metrics", self.home, self.env, self.workdir)
+        stop = threading.Event()
+        scrapes = [0]
+
+        def scraper() -> None:
+            url = f"http://{HOST}:{counted.metrics_port}/metrics"
+            while not stop.wait(1.0):
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    response.read()
+                scrapes[0] += 1
+
+        thread = threading.Thread(target=scraper, daemon=True)
+        thread.start()
+        servers = [self.ours, counted, self.bare]
+        size = self.params.transfer_mb * MB
+        write_file(self.home / "big.bin", self.params.transfer_mb)
+        commands: dict[str, list[float]] = {s.kind: [] for s in servers}
+        transfers: dict[str, list[tuple[float, float]]] = {s.kind: [] for s in servers}
+        try:
+            for server in servers:
+                self._timed_commands(server)  # untimed warm-up: caches, threads
+            for rep in range(max(10, self.params.reps * 10)):
+                order = servers[rep % 3 :] + servers[: rep % 3]
+                for server in order:
+                    commands[server.kind].append(self._timed_commands(server))
+            with cores_apart(servers) as placement:
+                for server in servers:
+                    self._transfer(server, size)
+                for rep in range(max(3, self.params.reps * 2 + 1)):
+                    order = servers[rep % 3 :] + servers[: rep % 3]
+                    for server in order:
+                        transfers[server.kind].append(self._transfer(server, size))
+        finally:
+            stop.set()
+            thread.join(15)
+            counted.stop()
+        # Each repetition ran the three servers back to back: the ratio of a
+        # pair sees the same machine load, the median drops the outliers.
+        best = {kind: min(times) for kind, times in commands.items()}
+        bare = best["bare"]
+        self.rows.append(Row("220 commands, --metrics", best["ours-metrics"], bare, "s"))
+        self.rows.append(Row("220 commands, no metrics", best["ours"], bare, "s"))
+        ratio = statistics.median(
+            a / b for a, b in zip(commands["ours-metrics"], commands["ours"], strict=True)
+        )
+        self.rows.append(
+            Row(
+                "  time with / without metrics",
+                ratio,
+                unit="x",
+                note=(
+                    f"median of {len(commands['bare'])} back-to-back pairs; "
+                    f"/metrics scraped {scrapes[0]} times; two identical servers differ by "
+                    "several % on a busy machine, hence the next row"
+                ),
+            )
+        )
+        extra = counting_cost_per_command()
+        share = extra / (best["ours"] / 220)
+        self.rows.append(
+            Row(
+                "  counting cost per command",
+                extra * 1e6,
+                unit="us",
+                goal="<= 3% of a command",
+                met=share <= 0.03,
+                note=f"{share:.2%} of a command's time; the hot path timed in-process",
+            )
+        )
+        for index, name in ((0, "STOR"), (1, "RETR")):
+            speed = {kind: max(r[index] for r in runs) for kind, runs in transfers.items()}
+            label = f"{name} {self.params.transfer_mb} MB"
+            self.rows.append(
+                Row(f"{label}, --metrics", speed["ours-metrics"], speed["bare"], "MB/s")
+            )
+            self.rows.append(Row(f"{label}, no metrics", speed["ours"], speed["bare"], "MB/s"))
+            ratio = statistics.median(
+                a[index] / b[index]
+                for a, b in zip(transfers["ours-metrics"], transfers["ours"], strict=True)
+            )
+            self.rows.append(
+                Row(
+                    "  speed with / without metrics",
+                    ratio,
+                    unit="x",
+                    note=(placement + "; " if name == "STOR" else "")
+                    + f"median of {len(transfers['bare'])} back-to-back pairs",
+                )
+            )
+        extra = counting_cost_per_transfer()
+        seconds = size / MB / max(r[0] for r in transfers["ours"])
+        share = extra / seconds
+        self.rows.append(
+            Row(
+                "  counting cost per transfer",
+                extra * 1e6,
+                unit="us",
+                goal="<= 3% of a transfer",
+                met=share <= 0.03,
+                note=f"{share:.4%} of a {self.params.transfer_mb} MB STOR; nothing per byte",
+            )
+        )
+
     # --- goal 6: many sessions
 
     def _crowd(self, server: Server, count: int) -> tuple[float, float, float, float]:
@@ -638,6 +750,108 @@ def cores_apart(servers: list[Server]) -> Iterator[str]:
         os.sched_setaffinity(0, every)
         for server in servers:
             _set_affinity(server.process.pid, every)
+
+
+def counting_cost_per_command() -> float:
+    """Seconds ``MetricsMixin`` adds to one command and its reply, timed in-process.
+
+    The same two calls every command makes (``pre_process_command`` and
+    ``respond``) on a handler with and without the mixin, over a base that
+    does nothing: the difference is the counting alone, free of the noise
+    of a loaded machine that an end-to-end comparison cannot escape.
+    """
+    import timeit
+
+    from pyftpdlib.handlers import FTPHandler
+
+    from django_ftpserver.metrics import MetricsMixin, ServerMetrics
+
+    class Base:
+        def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
+            return None
+
+        def respond(self, resp: str) -> None:
+            return None
+
+    class Counted(MetricsMixin, Base):
+        pass
+
+    plain = Base()
+    counted = Counted.__new__(Counted)
+    counted._metrics = ServerMetrics(FTPHandler.proto_cmds)
+    counted._metric_commands = {}
+
+    def one(handler: object) -> None:
+        handler.pre_process_command("NOOP", "NOOP", "")
+        handler.respond("200 NOOP command successful.")
+
+    number = 200_000
+    without = min(timeit.repeat(lambda: one(plain), number=number, repeat=5)) / number
+    with_ = min(timeit.repeat(lambda: one(counted), number=number, repeat=5)) / number
+    return max(0.0, with_ - without)
+
+
+def counting_cost_per_transfer() -> float:
+    """Seconds ``MetricsMixin`` adds to one file transfer, timed in-process.
+
+    A transfer's bytes are counted once, when its data connection closes,
+    and its result and duration recorded once: nothing runs per chunk.
+    """
+    import timeit
+    from types import SimpleNamespace
+
+    from pyftpdlib.handlers import FTPHandler
+
+    from django_ftpserver.metrics import MetricsMixin, ServerMetrics
+
+    class Base:
+        data_channel = None
+
+        def _on_dtp_close(self) -> None:
+            return None
+
+        def log_transfer(self, *args: object) -> None:
+            return None
+
+    class Counted(MetricsMixin, Base):
+        pass
+
+    channel = SimpleNamespace(tot_bytes_received=200 * MB, tot_bytes_sent=0)
+    plain = Base()
+    counted = Counted.__new__(Counted)
+    counted._metrics = ServerMetrics(FTPHandler.proto_cmds)
+    counted._metric_received = counted._metric_sent = 0
+
+    def one(handler: Base) -> None:
+        handler.data_channel = channel
+        handler.log_transfer("STOR", "/f", True, True, 0.5, 200 * MB)
+        handler._on_dtp_close()
+
+    number = 50_000
+    without = min(timeit.repeat(lambda: one(plain), number=number, repeat=5)) / number
+    with_ = min(timeit.repeat(lambda: one(counted), number=number, repeat=5)) / number
+    return max(0.0, with_ - without)
+
+
+def run_220_commands(ftp: ftplib.FTP) -> None:
+    """The benchmark's 220 ordinary commands of a logged-in session (20 x 11)."""
+    done = 0
+    sink: list[str] = []
+    ftp.voidcmd("TYPE I")  # SIZE is refused in ASCII mode
+    for _ in range(20):
+        ftp.pwd()
+        ftp.cwd("sub")
+        ftp.cwd("/")
+        ftp.voidcmd("NOOP")
+        ftp.size("small.bin")
+        ftp.voidcmd("MDTM small.bin")
+        ftp.retrlines("LIST", sink.append)
+        ftp.nlst()
+        ftp.retrbinary("RETR small.bin", lambda data: None)
+        ftp.voidcmd("NOOP")
+        ftp.pwd()
+        done += 11
+    assert done == 220
 
 
 def write_file(path: Path, megabytes: int) -> None:
@@ -766,6 +980,7 @@ MEASURES = {
     "connections": Bench.measure_connections,
     "transfers": Bench.measure_transfers,
     "crowd": Bench.measure_crowd,
+    "metrics": Bench.measure_metrics,
 }
 
 
@@ -810,7 +1025,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     ours = Server.start("ours", home, env, workdir)
     bare = Server.start("bare", home, env, workdir)
-    bench = Bench(params, ours, bare, home, hash_seconds)
+    bench = Bench(params, ours, bare, home, hash_seconds, env=env, workdir=workdir)
     try:
         for name, measure in MEASURES.items():
             if args.only and name not in args.only:

@@ -1,8 +1,10 @@
 """One benchmarked FTP server, run in a process of its own.
 
-``python -m bench.serve ours|bare --home DIR --password PW USER...``
+``python -m bench.serve ours|ours-metrics|bare --home DIR --password PW USER...``
 
-Prints ``READY <port>`` once listening, then answers one-line commands on
+``ours-metrics`` is ours with ``--metrics`` (a /metrics endpoint on a free
+port, printed after the FTP port). Prints ``READY <port> [<metrics port>]``
+once listening, then answers one-line commands on
 stdin: ``stats`` (a JSON line: memory, threads, descriptors, and for ours
 the SQL queries run, the database connections open and the password hashes
 computed), ``clear-cache`` (forget verified passwords), ``pre-signals on``
@@ -101,8 +103,11 @@ def build_ours(args: argparse.Namespace) -> tuple[Any, Any, Any, Counters | None
     counters.install()
     from django_ftpserver.server import FTPServerConfig, FTPServerRunner
 
-    runner = FTPServerRunner(FTPServerConfig(host="127.0.0.1", port=0))
+    metrics = ("127.0.0.1", 0) if args.kind == "ours-metrics" else None
+    runner = FTPServerRunner(FTPServerConfig(host="127.0.0.1", port=0, metrics_address=metrics))
     server = runner.create_server()
+    if runner.operations is not None:
+        server.bench_metrics_port = runner.operations.address[1]
 
     def run() -> None:
         runner.run()
@@ -162,16 +167,17 @@ def control(stop: Any, clear_cache: Any, counters: Counters | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.serve")
-    parser.add_argument("kind", choices=["ours", "bare"])
+    parser.add_argument("kind", choices=["ours", "ours-metrics", "bare"])
     parser.add_argument("--home", required=True)
     parser.add_argument("--password", required=True)
     parser.add_argument("users", nargs="+")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
-    build = build_ours if args.kind == "ours" else build_bare
+    build = build_bare if args.kind == "bare" else build_ours
     server, run, (stop, clear_cache), counters = build(args)
-    print(f"READY {server.address[1]}", flush=True)
+    metrics_port = getattr(server, "bench_metrics_port", "")
+    print(f"READY {server.address[1]} {metrics_port}".strip(), flush=True)
     threading.Thread(target=control, args=(stop, clear_cache, counters), daemon=True).start()
     run()
 

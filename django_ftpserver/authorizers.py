@@ -63,6 +63,20 @@ T = TypeVar("T")
 RETRYABLE_DB_ERRORS = (OperationalError, InterfaceError)
 
 
+class LoginFailed(AuthenticationFailed):
+    """A refused password, with why (for metrics, never for the client).
+
+    ``reason`` is ``"unknown_user"`` (no account with that username) or
+    ``"bad_password"`` (a wrong password, or an inactive user); the reply
+    says "Authentication failed." either way, so a client cannot tell
+    which usernames exist.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("Authentication failed.")
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class AccountSnapshot:
     """What a session needs of an account, read once at login.
@@ -645,7 +659,7 @@ class FTPAccountAuthorizer:
             # account, so the time taken does not tell which usernames exist.
             user = authenticate(**{self.username_field: username, "password": password})
             if user is None or account is None or user.pk != account.user_id:
-                raise AuthenticationFailed("Authentication failed.")
+                raise LoginFailed("unknown_user" if account is None else "bad_password")
             if key is not None:
                 # The fingerprint of the user the backend verified: if the
                 # password changed meanwhile, the entry never matches.

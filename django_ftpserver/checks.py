@@ -18,8 +18,11 @@ E008   ``FTPSERVER_MASQUERADE_ADDRESS`` is not an IPv4 address
 E009   ``FTPSERVER_UPLOAD_MODE`` is neither ``"standard"`` nor ``"atomic"``
 E011   ``FTPSERVER_PROXY_PROTOCOL_TRUSTED`` holds something not an address or network
 E012   ``FTPSERVER_PROXY_PROTOCOL_TIMEOUT`` is not a number of seconds above 0
+E030   ``FTPSERVER_METRICS_ADDRESS`` is not "HOST:PORT"
+E031   ``FTPSERVER_METRICS_ADDRESS`` is set but prometheus_client is missing
 W001   listening beyond loopback without TLS: passwords travel in clear
 W002   a certificate is configured but TLS is not required
+W010   ``FTPSERVER_TLS_REQUIRE_SESSION_REUSE`` cannot apply (no TLS, or clear data allowed)
 =====  ==============================================================
 """
 
@@ -345,17 +348,31 @@ def check_tls_required(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
     ]
 
 
-@register(TAG, Tags.security, deploy=True)
-def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """W003: lockouts in a process-local cache are per process and out of the commands' reach.
+@register(TAG, Tags.security)
+def check_session_reuse(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W010: requiring TLS session reuse needs TLS, and covers protected data only."""
+    if not _setting("FTPSERVER_TLS_REQUIRE_SESSION_REUSE"):
+        return []
+    if not _setting("FTPSERVER_CERTFILE"):
+        problem = "has no effect without a certificate (FTPSERVER_CERTFILE): there is no TLS"
+    elif not _setting("FTPSERVER_TLS_DATA_REQUIRED"):
+        problem = (
+            "does not cover clear data connections, which FTPSERVER_TLS_DATA_REQUIRED = False "
+            "allows (PROT C)"
+        )
+    else:
+        return []
+    return [
+        Warning(
+            f"FTPSERVER_TLS_REQUIRE_SESSION_REUSE {problem}.",
+            hint="Configure a certificate and keep FTPSERVER_TLS_DATA_REQUIRED on, or remove "
+            "FTPSERVER_TLS_REQUIRE_SESSION_REUSE.",
+            id="django_ftpserver.W010",
+        )
+    ]
 
-    A deployment check (``manage.py check --deploy``) only: one server
-    process with Django's default cache is what every new project starts
-    with, and it is protected (the process counts its own failures). A
-    warning on every command from the first minute would teach people to
-    ignore warnings; the lockout commands say the same thing on their own,
-    where it matters.
-    """
+
+def _lockout_cache_warning() -> list[CheckMessage]:
     from . import lockout
 
     if not lockout.enabled() or lockout.check_settings() or not lockout.cache_is_process_local():
@@ -370,6 +387,70 @@ def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             id="django_ftpserver.W003",
         )
     ]
+
+
+def _behind_a_balancer() -> bool:
+    trusted = _setting("FTPSERVER_PROXY_PROTOCOL_TRUSTED")
+    return bool(trusted) and not isinstance(trusted, bool)
+
+
+@register(TAG, Tags.security, deploy=True)
+def check_lockout_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W003: lockouts in a process-local cache are per process and out of the commands' reach.
+
+    A deployment check (``manage.py check --deploy``) only: one server
+    process with Django's default cache is what every new project starts
+    with, and it is protected (the process counts its own failures). A
+    warning on every command from the first minute would teach people to
+    ignore warnings; the lockout commands say the same thing on their own,
+    where it matters. :func:`check_lockout_cache_scaled_out` says it on
+    every command once the settings show several servers.
+    """
+    if _behind_a_balancer():
+        return []  # check_lockout_cache_scaled_out reports it, once
+    return _lockout_cache_warning()
+
+
+@register(TAG, Tags.security)
+def check_lockout_cache_scaled_out(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W003 on every command when a balancer (PROXY protocol) spreads clients over servers.
+
+    Behind a balancer, each server counting its own failures multiplies
+    the attempts an attacker gets by the number of servers: no longer a
+    deployment detail.
+    """
+    return _lockout_cache_warning() if _behind_a_balancer() else []
+
+
+@register(TAG)
+def check_metrics_address(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E030: ``FTPSERVER_METRICS_ADDRESS`` is "HOST:PORT"; E031: prometheus_client is there."""
+    from .utils import parse_address
+
+    value = _setting("FTPSERVER_METRICS_ADDRESS")
+    if value is None:
+        return []
+    try:
+        parse_address(value)
+    except ValueError as exc:
+        return [
+            Error(
+                f"FTPSERVER_METRICS_ADDRESS: {exc}.",
+                hint="e.g. '127.0.0.1:9100', or '0.0.0.0:9100' for a scraper on another host.",
+                id="django_ftpserver.E030",
+            )
+        ]
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return [
+            Error(
+                "FTPSERVER_METRICS_ADDRESS is set but prometheus_client is not installed.",
+                hint="pip install 'django-ftpserver[metrics]'",
+                id="django_ftpserver.E031",
+            )
+        ]
+    return []
 
 
 @register(TAG)

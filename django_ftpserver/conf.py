@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_AUTH_WORKERS": None,
     "FTPSERVER_TLS_CONTROL_REQUIRED": True,
     "FTPSERVER_TLS_DATA_REQUIRED": True,
+    "FTPSERVER_TLS_REQUIRE_SESSION_REUSE": False,
     # Brute-force lockout (see lockout.py); FAILURES = 0 turns it off.
     "FTPSERVER_LOCKOUT_FAILURES": 10,
     "FTPSERVER_LOCKOUT_WINDOW": 900,
@@ -57,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_READ_LIMIT": None,
     "FTPSERVER_WRITE_LIMIT": None,
     "FTPSERVER_CREATE_HOME_DIRS": False,
+    # Operations endpoint (/metrics, /healthz, /readyz): "HOST:PORT" or None.
+    "FTPSERVER_METRICS_ADDRESS": None,
     # PROXY protocol (see proxyprotocol.py): the balancers allowed to send
     # a header; empty turns it off.
     "FTPSERVER_PROXY_PROTOCOL_TRUSTED": (),
@@ -196,6 +199,10 @@ class Settings:
         return bool(get("FTPSERVER_TLS_DATA_REQUIRED"))
 
     @property
+    def TLS_REQUIRE_SESSION_REUSE(self) -> bool:
+        return bool(get("FTPSERVER_TLS_REQUIRE_SESSION_REUSE"))
+
+    @property
     def LOCKOUT_FAILURES(self) -> int:
         return int(get("FTPSERVER_LOCKOUT_FAILURES"))
 
@@ -234,6 +241,11 @@ class Settings:
     @property
     def CREATE_HOME_DIRS(self) -> bool:
         return bool(get("FTPSERVER_CREATE_HOME_DIRS"))
+
+    @property
+    def METRICS_ADDRESS(self) -> str | tuple[str, int] | None:
+        """Where to serve /metrics, /healthz and /readyz; ``None``: nowhere."""
+        return get("FTPSERVER_METRICS_ADDRESS")
 
     @property
     def PROXY_PROTOCOL_TRUSTED(self) -> list[str]:

@@ -85,6 +85,29 @@ def _connection_was_reset(channel: Any) -> bool:
         return False
 
 
+def _session_reused(connection: Any) -> bool:
+    """Whether the TLS ``connection`` resumed a session instead of making a new one."""
+    if SSL is None or not isinstance(connection, SSL.Connection):
+        return False
+    return bool(SSL._lib.SSL_session_reused(connection._ssl))
+
+
+def _session_context(certs: list[Any], key: Any) -> Any:
+    """A context with the server's certificate and a session id context of its own.
+
+    Set on a connection (``set_context``) before its handshake, it binds the
+    sessions made there: OpenSSL resumes them only on connections carrying
+    the same context. Ticket keys stay those of the server's context.
+    """
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.use_certificate(certs[0])
+    for extra in certs[1:]:
+        context.add_extra_chain_cert(extra)
+    context.use_privatekey(key)
+    context.set_session_id(os.urandom(16))
+    return context
+
+
 class ResetAwareDTPMixin:
     """Data channel mixin: an upload whose connection was reset is incomplete.
 
@@ -630,6 +653,8 @@ class DataConnectionGuardMixin:
     """
 
     data_lost_reply = "426 Data connection reset by peer; transfer aborted."
+    #: A reply for the next transfer, from a data connection refused before it came.
+    _data_refusal: str | None = None
     no_data_connection_reply = "425 No data connection: send PASV or PORT first."
 
     def _data_connection_pending(self) -> bool:
@@ -644,7 +669,8 @@ class DataConnectionGuardMixin:
         super().process_command(cmd, *args, **kwargs)
         queued = getattr(self, "_in_dtp_queue", None) or getattr(self, "_out_dtp_queue", None)
         if queued is not None and not self._closed and not self._data_connection_pending():
-            self._fail_queued_transfer(self.no_data_connection_reply)
+            reply, self._data_refusal = self._data_refusal, None
+            self._fail_queued_transfer(reply or self.no_data_connection_reply)
 
     def data_connection_lost(self) -> None:
         """The data connection was reset before it could be served."""
@@ -728,8 +754,25 @@ if HAS_TLS:
             except OSError:  # the client connected and left at once
                 self.close()
                 return
+            session_context = getattr(self.cmd_channel, "session_context", None)
+            if session_context is not None:
+                self.socket.set_context(session_context)
             self.socket.set_accept_state()
             self._ssl_accepting = True
+
+        def _refuse_fresh_session(self) -> None:
+            reply = self.cmd_channel.session_reuse_refused_reply
+            self.cmd_channel.log(
+                "data connection refused: it did not resume the control connection's TLS session",
+                logfun=logger.warning,
+            )
+            if self._initialized:
+                self.transfer_finished = False
+                self._resp = (reply, logger.info)
+            else:  # no command yet: its reply will say it
+                self.cmd_channel._data_refusal = reply
+            self._error = True  # no TLS shutdown: nothing more goes to this peer
+            self.close()
 
         def close(self) -> None:
             if not self._closed and self._ssl_accepting and self._initialized and not self._resp:
@@ -762,6 +805,10 @@ if HAS_TLS:
             super().initiate_send()
 
         def handle_ssl_established(self) -> None:
+            required = getattr(self.cmd_channel, "tls_require_session_reuse", False)
+            if required and not _session_reused(self.socket):
+                self._refuse_fresh_session()
+                return
             super().handle_ssl_established()
             if self.producer_fifo:
                 self._wanted_io_events = self.ioloop.WRITE
@@ -769,9 +816,50 @@ if HAS_TLS:
                 self.initiate_send()
 
     class DjangoTLS_FTPHandler(DjangoHandlerMixin, TLS_FTPHandler):
-        """FTPS (explicit TLS) handler that sends the Django signals."""
+        """FTPS (explicit TLS) handler that sends the Django signals.
+
+        With ``tls_require_session_reuse`` (``FTPSERVER_TLS_REQUIRE_SESSION_REUSE``)
+        a protected data connection is accepted only when it resumes the TLS
+        session of its own control connection: someone else who connects to
+        the passive port first (an attacker on the path, another client of
+        the server) cannot take the transfer over. Each control connection
+        gets a session id context of its own (a small ``SSL.Context`` sharing
+        the server's certificate); OpenSSL resumes a session only within the
+        context it was made in, so a session of another connection is not
+        resumed and the data connection is refused with ``522``.
+        """
 
         dtp_handler = DjangoTLS_DTPHandler
+
+        #: Accept a protected data connection only if it resumes this session.
+        tls_require_session_reuse = False
+        session_reuse_refused_reply = (
+            "522 Data connection refused: it must resume the TLS session of the control connection."
+        )
+        #: The context whose session id context binds this connection's sessions.
+        session_context: Any = None
+
+        def secure_connection(self, ssl_context: Any) -> None:
+            super().secure_connection(ssl_context)
+            if self.tls_require_session_reuse and isinstance(self.socket, SSL.Connection):
+                self.session_context = _session_context(*self._session_material())
+                self.socket.set_context(self.session_context)
+
+        @classmethod
+        def _session_material(cls) -> tuple[list[Any], Any]:
+            """The certificate chain and key of ``certfile``/``keyfile``, parsed once."""
+            material = cls.__dict__.get("_parsed_certificate")
+            if material is None:
+                from cryptography import x509
+                from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+                with open(cls.certfile, "rb") as f:
+                    certs = x509.load_pem_x509_certificates(f.read())
+                with open(cls.keyfile or cls.certfile, "rb") as f:
+                    key = load_pem_private_key(f.read(), None)
+                material = (certs, key)
+                cls._parsed_certificate = material
+            return material
 
         def ftp_PROT(self, line: str) -> None:
             # pyftpdlib accepts PROT C even when it will refuse every clear

@@ -28,6 +28,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from pyftpdlib.ioloop import timer
+
 from . import signals
 from .dispatch import signal_sender_of
 
@@ -38,9 +40,13 @@ PRE_LOGIN_HOOKS = ("on_connect", "on_disconnect", "handle", "ftp_USER")
 
 @functools.cache
 def _only_own_pre_login_hooks(cls: type) -> bool:
-    for name in PRE_LOGIN_HOOKS:
-        owner = next(klass for klass in cls.__mro__ if name in klass.__dict__)
-        if not owner.__module__.startswith(("django_ftpserver.", "pyftpdlib.")):
+    # Every class of the MRO, not only the first owner of a hook: the
+    # server puts mixins of its own in front of a project's class (metrics,
+    # session tracking), and they call the project's hook through super().
+    for klass in cls.__mro__:
+        if klass.__module__.startswith(("django_ftpserver.", "pyftpdlib.", "builtins")):
+            continue
+        if any(name in klass.__dict__ for name in PRE_LOGIN_HOOKS):
             return False  # a project's own pre-login hook: it may query
     return True
 
@@ -61,6 +67,8 @@ class LoginLoopMixin:
     _held_lines: list[tuple[bytes, bool]] | None = None  # received since the move began
     _closed_on_loop = False
     _deferred_signals: list[tuple[Any, str, dict[str, Any]]] | None = None
+    #: When the held ``PASS`` arrived (``timer()``), for the login duration metric.
+    login_started: float | None = None
 
     @classmethod
     def can_serve_on_loop(cls) -> bool:
@@ -86,6 +94,7 @@ class LoginLoopMixin:
                 super().found_terminator()
                 return
             self._held_lines = []
+            self.login_started = timer()  # metrics: the login's wait for a worker counts
         self._held_lines.append((data, discarding))
         self._in_buffer = []
         self._in_buffer_len = 0

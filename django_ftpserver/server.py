@@ -27,6 +27,7 @@ import os
 import select
 import signal
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,12 @@ class DjangoFTPServer(ThreadedFTPServer):
 
     #: Seconds a session thread with nothing to serve waits before ending.
     thread_idle_timeout = 60.0
+
+    #: The server's ``metrics.ServerMetrics`` when metrics are on (``--metrics``).
+    metrics: Any = None
+
+    #: ``time.monotonic()`` of the accepting loop's last turn (``health.liveness``).
+    loop_heartbeat: float | None = None
 
     #: Longest sleep of an idle session's loop. Shutdown wakes the loops
     #: through a pipe registered in each of them, so they need not wake up
@@ -402,7 +409,9 @@ class DjangoFTPServer(ThreadedFTPServer):
             thread = threading.Thread(target=self._session_thread, name="ftp-session")
             thread.daemon = True
             self._session_threads.add(thread)
-        thread.start()
+            # Started under the lock: close_all() joins the threads of the
+            # set, and joining one not started yet raises.
+            thread.start()
 
     def _next_session(self) -> Any:
         """The next task to run, or ``None`` when this thread is to end."""
@@ -553,6 +562,9 @@ class FTPServerConfig:
     max_login_attempts: int | None = None
     read_limit: int | None = None
     write_limit: int | None = None
+    #: ``(host, port)`` or ``"HOST:PORT"`` of /metrics, /healthz and /readyz;
+    #: None reads FTPSERVER_METRICS_ADDRESS (unset: no such endpoint).
+    metrics_address: tuple[str, int] | str | None = None
     #: Peers allowed to send a PROXY protocol header; None: the setting.
     proxy_protocol_trusted: list[str] | None = None
     proxy_protocol_timeout: float | None = None
@@ -578,6 +590,8 @@ class FTPServerConfig:
         for name in self._LIMITS:
             if getattr(self, name) is None:
                 setattr(self, name, getattr(conf, name.upper()))
+        if self.metrics_address is None:
+            self.metrics_address = conf.METRICS_ADDRESS
         if self.proxy_protocol_trusted is None:
             self.proxy_protocol_trusted = conf.PROXY_PROTOCOL_TRUSTED
         if self.proxy_protocol_timeout is None:
@@ -648,6 +662,13 @@ class FTPServerConfig:
         errors = lockout.check_settings()
         if errors:
             raise ConfigError(errors[0])
+        if self.metrics_address is not None:
+            try:
+                self.metrics_address = utils.parse_address(self.metrics_address)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"metrics address (--metrics, FTPSERVER_METRICS_ADDRESS): {exc}"
+                ) from None
 
     def trusted_proxies(self) -> TrustedProxies:
         """The peers allowed to send a PROXY header; ``ConfigError`` names a bad entry."""
@@ -718,6 +739,9 @@ def check_tls_files(certfile: str, keyfile: str | None) -> None:
 class FTPServerRunner:
     """Create a server from a config and run it until it is stopped."""
 
+    #: Seconds between two stamps of ``server.loop_heartbeat`` by the loop.
+    heartbeat_interval = 0.5
+
     def __init__(self, config: FTPServerConfig) -> None:
         self.config = config
         self._server: Any = None
@@ -725,6 +749,7 @@ class FTPServerRunner:
         self._stop = threading.Event()
         self._wake_fd: int | None = None
         self._previous_handlers: dict[int, Any] | None = None
+        self.operations: Any = None  # opsserver.OperationsServer with metrics on
 
     def handler_options(self) -> dict[str, Any]:
         config = self.config
@@ -740,6 +765,7 @@ class FTPServerRunner:
             options["keyfile"] = config.keyfile or config.certfile
             options["tls_control_required"] = conf.TLS_CONTROL_REQUIRED
             options["tls_data_required"] = conf.TLS_DATA_REQUIRED
+            options["tls_require_session_reuse"] = conf.TLS_REQUIRE_SESSION_REUSE
         if config.sendfile is not None:
             # pyftpdlib's name; 1.0 set ``sendfile``, which pyftpdlib ignores.
             options["use_sendfile"] = bool(config.sendfile)
@@ -793,9 +819,37 @@ class FTPServerRunner:
             except Exception as exc:
                 server.close_all()
                 raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
+        if config.metrics_address is not None:
+            try:
+                self.operations = self._operations_server(server, config.metrics_address)
+            except BaseException:
+                server.close_all()
+                raise
         self._server = server
         self._address = tuple(server.address[:2])
         return server
+
+    @staticmethod
+    def _operations_server(server: Any, address: tuple[str, int]) -> Any:
+        """Count the server's events; bind /metrics, /healthz and /readyz on ``address``."""
+        from .metrics import ServerMetrics, with_metrics
+        from .opsserver import OperationsServer
+
+        try:
+            metrics = ServerMetrics(known_commands=server.handler.proto_cmds)
+        except ImportError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            operations = OperationsServer(address, server, metrics)
+        except OSError as exc:
+            host, port = address
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        # ``server.handler`` is make_server's fresh subclass: no class leaks.
+        server.handler = with_metrics(server.handler)
+        server.metrics = metrics
+        return operations
 
     @property
     def server(self) -> Any:
@@ -863,9 +917,15 @@ class FTPServerRunner:
             dispatch.send(signal, sender=signal_sender, server=server, host=host, port=port)
 
         self.install_signal_handlers()
+        operations = self.operations
         waker = _StopWaker(server.ioloop)
         self._wake_fd = waker.write_fd
+        heartbeat = None
         try:
+            server.loop_heartbeat = time.monotonic()
+            heartbeat = server.ioloop.call_every(self.heartbeat_interval, _stamp_heartbeat, server)
+            if operations is not None:
+                operations.start()
             announce(signals.ftp_server_started, "started")
             if self._stop.is_set():
                 waker.wake()  # stopped before it started serving
@@ -874,13 +934,24 @@ class FTPServerRunner:
                 server.serve_forever()
         finally:
             self._wake_fd = None
+            if heartbeat is not None:
+                heartbeat.cancel()
             try:
                 waker.close()
                 if isinstance(server, DjangoFTPServer) or server.ioloop.socket_map:
                     server.close_all()  # not closed by serve_forever() already
             finally:
-                announce(signals.ftp_server_stopped, "stopped")
-                self._restore_signal_handlers()
+                try:
+                    if operations is not None:
+                        operations.close()
+                finally:
+                    announce(signals.ftp_server_stopped, "stopped")
+                    self._restore_signal_handlers()
+
+
+def _stamp_heartbeat(server: Any) -> None:
+    """Runs on the accepting loop: the loop turned (``health.liveness``)."""
+    server.loop_heartbeat = time.monotonic()
 
 
 class _StopServing(SystemExit):

@@ -36,6 +36,38 @@ def get_settings_value(name: str) -> Any:
     return getattr(settings, name, None)
 
 
+def parse_address(value: Any, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """Parse ``"HOST:PORT"``, ``"[IPV6]:PORT"``, ``"PORT"`` or a ``(host, port)`` pair.
+
+    Raises ``ValueError`` naming the value for anything else.
+    """
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        host, port = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        host, port = default_host, value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            host, sep, port = text[1:].partition("]:")
+            if not sep:
+                raise ValueError(f"expected [IPV6]:PORT, not {value!r}")
+        elif ":" in text:
+            host, _, port = text.rpartition(":")
+            if ":" in host:
+                raise ValueError(f"write an IPv6 address as [IPV6]:PORT, not {value!r}")
+        else:
+            host, port = default_host, text
+    else:
+        raise ValueError(f"expected 'HOST:PORT', not {value!r}")
+    try:
+        number = int(port)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid port {port!r} in {value!r}") from None
+    if not isinstance(host, str) or not host or not 0 <= number <= 65535:
+        raise ValueError(f"expected 'HOST:PORT' with a port from 0 to 65535, not {value!r}")
+    return host, number
+
+
 def parse_ports(ports_text: str) -> list[int]:
     """Parse ``"12345,13000-15000"`` into a sorted list of unique ports.
 

@@ -6,6 +6,7 @@ import ftplib
 import ipaddress
 import socket
 import struct
+from typing import Any
 
 from django_ftpserver.proxyprotocol import V2_SIGNATURE
 
@@ -70,6 +71,8 @@ def proxied_ftp(
     *,
     data_source: str | None = None,
     timeout: float = 10,
+    ftp_class: type[ftplib.FTP] | None = None,
+    **ftp_options: Any,
 ) -> ftplib.FTP:
     """An ``ftplib.FTP`` whose control connection starts with ``header``.
 
@@ -78,7 +81,7 @@ def proxied_ftp(
     """
     sock = connect_raw(host, port, timeout=timeout)
     sock.sendall(header)
-    ftp = ftplib.FTP(timeout=timeout)
+    ftp = (ftp_class or ftplib.FTP)(timeout=timeout, **ftp_options)
     ftp.host, ftp.port = host, port
     ftp.sock = sock
     ftp.af = sock.family

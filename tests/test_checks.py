@@ -227,6 +227,21 @@ def test_w002_tls_not_required(settings, certificate):
     assert checks.check_tls_required() == []
 
 
+def test_w010_session_reuse_needs_tls_on_data(settings):
+    assert checks.check_session_reuse() == []  # off
+    settings.FTPSERVER_TLS_REQUIRE_SESSION_REUSE = True
+    settings.FTPSERVER_CERTFILE = None
+    messages = checks.check_session_reuse()
+    assert ids(messages) == ["django_ftpserver.W010"]
+    assert "without a certificate" in messages[0].msg
+    settings.FTPSERVER_CERTFILE = "/etc/ssl/cert.pem"
+    assert checks.check_session_reuse() == []
+    settings.FTPSERVER_TLS_DATA_REQUIRED = False
+    messages = checks.check_session_reuse()
+    assert ids(messages) == ["django_ftpserver.W010"]
+    assert "clear data connections" in messages[0].msg
+
+
 def test_manage_py_check(settings):
     call_command("check", stdout=StringIO())  # defaults: no issue
     settings.FTPSERVER_HOST = "0.0.0.0"
@@ -250,6 +265,16 @@ def test_w003_process_local_lockout_cache(settings):
     assert checks.check_lockout_cache() == []
 
 
+def test_w003_on_every_command_behind_a_balancer(settings):
+    """Trusting a PROXY protocol balancer means several servers: W003 stops waiting for --deploy."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.FTPSERVER_PROXY_PROTOCOL_TRUSTED = ["10.0.0.0/8"]
+    assert ids(ftpserver_messages()) == ["django_ftpserver.W003"]
+    assert ids(ftpserver_deploy_messages()) == ["django_ftpserver.W003"]  # once, not twice
+    settings.FTPSERVER_PROXY_PROTOCOL_TRUSTED = []
+    assert ftpserver_messages() == []
+
+
 def test_w003_not_for_a_shared_cache(settings, tmp_path):
     settings.CACHES = {
         "default": {
@@ -261,3 +286,23 @@ def test_w003_not_for_a_shared_cache(settings, tmp_path):
     assert checks.check_lockout_cache() == []
     settings.FTPSERVER_LOCKOUT_CACHE = "local"
     assert ids(checks.check_lockout_cache()) == ["django_ftpserver.W003"]
+
+
+@pytest.mark.parametrize("value", ["nope", "127.0.0.1:70000", "::1:9100", 3.5])
+def test_e030_bad_metrics_address(settings, value):
+    settings.FTPSERVER_METRICS_ADDRESS = value
+    assert ids(checks.check_metrics_address()) == ["django_ftpserver.E030"]
+
+
+@pytest.mark.parametrize("value", [None, "127.0.0.1:9100", "[::1]:9100", "9100"])
+def test_e030_good_metrics_address(settings, value):
+    settings.FTPSERVER_METRICS_ADDRESS = value
+    assert checks.check_metrics_address() == []
+
+
+def test_e031_metrics_without_prometheus_client(settings, monkeypatch):
+    settings.FTPSERVER_METRICS_ADDRESS = "127.0.0.1:9100"
+    monkeypatch.setitem(__import__("sys").modules, "prometheus_client", None)
+    messages = checks.check_metrics_address()
+    assert ids(messages) == ["django_ftpserver.E031"]
+    assert "django-ftpserver[metrics]" in messages[0].hint

@@ -16,6 +16,7 @@ import logging
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 
@@ -645,3 +646,30 @@ def test_ipv6_balancer_and_dual_stack_listener(settings, server_factory, account
     ftp.quit()
     ips = [e["remote_ip"] for e in recorder.wait("ftp_login", 2)]
     assert ips == ["203.0.113.7", "127.0.0.5"]
+
+
+def test_ftps_behind_the_balancer(trusted, server_factory, account, home, recorder, tmp_path):
+    """Explicit TLS: the header comes first, AUTH TLS after it; PROT P data from the client."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    certfile = tmp_path / "server.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    (home / "f.txt").write_bytes(b"secret")
+    server = server_factory(certfile=str(certfile))
+    ftp = proxied_ftp(
+        server.host,
+        server.port,
+        v2(("127.0.0.5", 1)),
+        data_source="127.0.0.5",
+        ftp_class=ftplib.FTP_TLS,
+        context=context,
+    )
+    ftp.login("alice", PASSWORD)  # AUTH TLS first (FTP_TLS does it)
+    ftp.prot_p()
+    out = io.BytesIO()
+    ftp.retrbinary("RETR f.txt", out.write)
+    assert out.getvalue() == b"secret"
+    ftp.quit()
+    assert recorder.wait("ftp_login")[0]["remote_ip"] == "127.0.0.5"

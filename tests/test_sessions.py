@@ -484,6 +484,9 @@ def test_a_refused_client_is_answered_off_the_accepting_thread(ftp_server, make_
     refused.close()
     disconnected = recorder.wait("ftp_client_disconnected")
     first.quit()
+    # The server counts a session out once its thread ended it, after the 221.
+    server = ftp_server.runner.server
+    wait_for(lambda: server.active_sessions == 0, what="the first session counted out")
     assert disconnected[0]["handler"] is not None
     # QUIT is answered before the session ends and leaves its place.
     wait_for(lambda: ftp_server.runner.server._map_len() == 0, what="the first session's end")

@@ -117,6 +117,15 @@ class Command(BaseCommand):
         )
         for flag, help_text in self.LIMIT_OPTIONS.items():
             parser.add_argument(f"--{flag}", dest=flag, type=int, metavar="N", help=help_text)
+        parser.add_argument(
+            "--metrics",
+            dest="metrics",
+            metavar="HOST:PORT",
+            help=(
+                "serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT"
+                " (FTPSERVER_METRICS_ADDRESS); needs django-ftpserver[metrics]."
+            ),
+        )
 
     @staticmethod
     def _option(options: dict[str, Any], name: str, setting: str) -> Any:
@@ -151,8 +160,15 @@ class Command(BaseCommand):
                         f"invalid passive ports {passive!r}: expected a string like "
                         "'60000-60100' or a list of port numbers"
                     ) from None
+        metrics_address = None
+        if options.get("metrics"):
+            try:
+                metrics_address = utils.parse_address(options["metrics"])
+            except ValueError as exc:
+                raise CommandError(f"invalid --metrics address: {exc}") from None
         return FTPServerConfig(
             host=host,
+            metrics_address=metrics_address,
             port=port,
             timeout=self._option(options, "timeout", "FTPSERVER_TIMEOUT"),
             passive_ports=passive_ports,
@@ -215,6 +231,11 @@ class Command(BaseCommand):
                 f"cannot write the pidfile {pidfile}: {exc.strerror or exc}"
             ) from None
 
+    @staticmethod
+    def _url_host(runner: FTPServerRunner) -> str:
+        host, port = runner.operations.address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
     def handle(self, *args: Any, **options: Any) -> None:
         runner = self.create_runner(options)
         self.run_checks(runner, options)
@@ -231,16 +252,24 @@ class Command(BaseCommand):
         if runner.config.use_tls:
             required = conf.TLS_CONTROL_REQUIRED and conf.TLS_DATA_REQUIRED
             scheme = "FTPS (TLS required)" if required else "FTPS (TLS optional)"
-        self.stdout.write(
-            f"Django version {get_version()}, using settings {settings.SETTINGS_MODULE!r}\n"
-            f"pyftpdlib version {pyftpdlib.__ver__}\n"
-            f"Serving {scheme} on {host}:{port}\n"
-            f"Quit the server with {'CTRL-BREAK' if sys.platform == 'win32' else 'CONTROL-C'}."
-        )
+        lines = [
+            f"Django version {get_version()}, using settings {settings.SETTINGS_MODULE!r}",
+            f"pyftpdlib version {pyftpdlib.__ver__}",
+            f"Serving {scheme} on {host}:{port}",
+        ]
+        if runner.operations is not None:
+            lines.append(
+                f"Serving /metrics, /healthz and /readyz on http://{self._url_host(runner)}"
+            )
+        quit_key = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
+        lines.append(f"Quit the server with {quit_key}.")
+        self.stdout.write("\n".join(lines))
         self.stdout.flush()  # visible at once under a pipe (systemd, supervisors)
         if self._option(options, "daemonize", "FTPSERVER_DAEMONIZE"):
             server = runner.server
             preserve = [server.socket, server.ioloop._poller.fileno()]
+            if runner.operations is not None:
+                preserve.append(runner.operations.fileno())
             if pid_stream is not None:
                 preserve.append(pid_stream)
             # python-daemon is Unix-only: imported when asked for.
