@@ -52,6 +52,7 @@ from pyftpdlib.handlers import FTPHandler
 from . import dispatch, models, signals
 from .conf import conf
 from .permissions import PathRules, ftp_path_in_home
+from .quotas import Limits
 from .workers import DatabaseWorkers, default_size, on_worker
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class AccountSnapshot:
     home_dir: str
     permission: str
     rules: PathRules | None = None
+    #: The account's quota (``quotas.Limits``), None when nothing limits it.
+    limits: Limits | None = None
 
     @classmethod
     def from_account(cls, account: models.FTPUserAccount) -> AccountSnapshot:
@@ -101,6 +104,7 @@ class AccountSnapshot:
             home_dir=account.get_home_dir(),
             permission=account.get_perms(),
             rules=account.get_path_rules(),
+            limits=account.get_limits(),
         )
 
     def ftp_path(self, path: str) -> str | None:
@@ -393,6 +397,10 @@ class AccountLookup:
             "user__password",
             "group__home_dir",
             "group__permission",
+            "quota_bytes",
+            "quota_files",
+            "group__quota_bytes",
+            "group__quota_files",
         ]
         if self._has_is_active:
             self._names.append("user__is_active")
@@ -560,6 +568,12 @@ class AccountLookup:
             home_dir=model.get_home_dir(account),  # type: ignore[arg-type]
             permission=model.get_perms(account),  # type: ignore[arg-type]
             rules=self.path_rules(row),
+            limits=Limits.resolve(
+                row["quota_bytes"],
+                row["quota_files"],
+                row["group__quota_bytes"],
+                row["group__quota_files"],
+            ),
         )
 
 

@@ -18,6 +18,8 @@ E008   ``FTPSERVER_MASQUERADE_ADDRESS`` is not an IPv4 address
 E009   ``FTPSERVER_UPLOAD_MODE`` is neither ``"standard"`` nor ``"atomic"``
 E011   ``FTPSERVER_PROXY_PROTOCOL_TRUSTED`` holds something not an address or network
 E012   ``FTPSERVER_PROXY_PROTOCOL_TIMEOUT`` is not a number of seconds above 0
+E013   a connection limit (``FTPSERVER_MAX_CONNECTIONS_PER_IP``, ``FTPSERVER_LOGIN_TIMEOUT``...)
+       is not a whole number in its range
 E030   ``FTPSERVER_METRICS_ADDRESS`` is not "HOST:PORT"
 E031   ``FTPSERVER_METRICS_ADDRESS`` is set but prometheus_client is missing
 W001   listening beyond loopback without TLS: passwords travel in clear
@@ -251,6 +253,31 @@ def check_masquerade_address(app_configs: Any = None, **kwargs: Any) -> list[Che
             )
         ]
     return []
+
+
+@register(TAG, Tags.security)
+def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E013: each connection limit is a whole number in its range (``limits.LIMIT_RANGES``)."""
+    from .limits import LIMIT_RANGES, limit_problem
+
+    errors: list[CheckMessage] = []
+    for name in LIMIT_RANGES:
+        setting = f"FTPSERVER_{name.upper()}"
+        value = _setting(setting)
+        if value is None:
+            continue  # pyftpdlib's own value
+        problem = limit_problem(name, value)
+        if problem:
+            errors.append(
+                Error(
+                    f"{setting} {problem}.",
+                    hint="0 turns a limit off, except FTPSERVER_MAX_LOGIN_ATTEMPTS (1 or "
+                    "more) and FTPSERVER_MAX_PRE_LOGIN_PERCENT (1 to 100); see "
+                    "docs/security.rst for the defaults and how to tune them.",
+                    id="django_ftpserver.E013",
+                )
+            )
+    return errors
 
 
 @register(TAG)

@@ -50,10 +50,13 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_LOCKOUT_DURATION": 900,
     "FTPSERVER_LOCKOUT_CACHE": "default",
     # Limits; None keeps the handler's or server's own value (pyftpdlib's
-    # defaults: 512 connections, no per-address limit, 3 login attempts,
-    # no bandwidth limit).
+    # defaults: 512 connections, 3 login attempts, no bandwidth limit).
     "FTPSERVER_MAX_CONNECTIONS": None,
-    "FTPSERVER_MAX_CONNECTIONS_PER_IP": None,
+    # Connections before login (see limits.py and docs/security.rst for
+    # the reasoning behind each default); 0 turns the first two off.
+    "FTPSERVER_MAX_CONNECTIONS_PER_IP": 50,
+    "FTPSERVER_LOGIN_TIMEOUT": 60,
+    "FTPSERVER_MAX_PRE_LOGIN_PERCENT": 80,
     "FTPSERVER_MAX_LOGIN_ATTEMPTS": None,
     "FTPSERVER_READ_LIMIT": None,
     "FTPSERVER_WRITE_LIMIT": None,
@@ -223,8 +226,19 @@ class Settings:
         return get("FTPSERVER_MAX_CONNECTIONS")
 
     @property
-    def MAX_CONNECTIONS_PER_IP(self) -> int | None:
+    def MAX_CONNECTIONS_PER_IP(self) -> int:
+        """Most connections from one address (IPv6: one /64); 0: no limit."""
         return get("FTPSERVER_MAX_CONNECTIONS_PER_IP")
+
+    @property
+    def LOGIN_TIMEOUT(self) -> int:
+        """Seconds a connection has to log in; 0: no limit."""
+        return get("FTPSERVER_LOGIN_TIMEOUT")
+
+    @property
+    def MAX_PRE_LOGIN_PERCENT(self) -> int:
+        """Share of the connections, in percent, that those not logged in may take."""
+        return get("FTPSERVER_MAX_PRE_LOGIN_PERCENT")
 
     @property
     def MAX_LOGIN_ATTEMPTS(self) -> int | None:

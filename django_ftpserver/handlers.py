@@ -21,6 +21,7 @@ Every event is also logged on this module's logger at DEBUG level.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -39,10 +40,11 @@ from pyftpdlib.utils import strerror
 from . import dispatch, lockout, signals
 from .conf import conf
 from .dispatch import signal_sender_of
+from .limits import LoginLimitsMixin, note_refusal
 from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 from .prechecks import PreSignalMixin
-from .proxyprotocol import ProxyProtocolHandlerMixin
+from .proxyprotocol import ProxiedPassiveDTP, ProxyProtocolHandlerMixin, client_ip
 from .uploads import UploadDTPMixin, UploadMixin
 
 logger = logging.getLogger(__name__)
@@ -144,6 +146,46 @@ class DjangoDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, DTPHandler):
 
     ac_in_buffer_size = 262144
     ac_out_buffer_size = 262144
+
+
+class QuietPassiveDTP(ProxiedPassiveDTP):
+    """Passive data listener that refuses foreign addresses without a word to the session.
+
+    pyftpdlib refuses a data connection from an address other than the
+    client's (RFC 2577: someone else racing for the passive port), but
+    answers it with an unrequested ``425`` on the client's control
+    connection, which shifts every reply the client gets after it by one.
+    Here the intruder's connection is closed, the listener keeps waiting
+    for the client, and a warning is logged (at most once a minute).
+    Behind a trusted proxy, the address compared is the one its PROXY
+    header names (``ProxiedPassiveDTP``).
+    """
+
+    def handle_accepted(self, sock: Any, addr: Any) -> None:
+        if getattr(self.cmd_channel.server, "proxy_protocol", None):
+            super().handle_accepted(sock, addr)  # a trusted proxy's header first
+        else:
+            self._check_and_accept(sock, addr)
+
+    def _check_and_accept(self, sock: Any, addr: Any) -> None:
+        channel = self.cmd_channel
+        if (
+            channel.connected
+            and not channel.permit_foreign_addresses
+            and client_ip(addr[0]) != client_ip(channel.remote_ip)
+        ):
+            with contextlib.suppress(OSError):
+                sock.close()
+            note_refusal(
+                channel.server,
+                "foreign_data_connection",
+                "FTP data connection from %s:%s refused: the session's client is %s",
+                addr[0],
+                addr[1],
+                channel.remote_ip,
+            )
+            return
+        super()._check_and_accept(sock, addr)
 
 
 class DjangoThrottledDTPHandler(ResetAwareDTPMixin, UploadDTPMixin, ThrottledDTPHandler):
@@ -684,6 +726,7 @@ class DataConnectionGuardMixin:
 class DjangoHandlerMixin(
     LoginLoopMixin,
     ProxyProtocolHandlerMixin,
+    LoginLimitsMixin,
     SignalEmitterMixin,
     CommandLineGuardMixin,
     PathPermissionFactsMixin,
@@ -699,6 +742,8 @@ class DjangoHandlerMixin(
     ``FTPHandler`` and ``TLS_FTPHandler``: one list of mixins, so that a
     behaviour added here reaches both.
     """
+
+    passive_dtp = QuietPassiveDTP
 
 
 class DjangoFTPHandler(DjangoHandlerMixin, FTPHandler):

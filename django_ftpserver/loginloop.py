@@ -33,9 +33,18 @@ from pyftpdlib.ioloop import timer
 from . import signals
 from .dispatch import signal_sender_of
 
-#: Hooks that run before login; a handler class overriding one starts its
-#: sessions on their own threads.
-PRE_LOGIN_HOOKS = ("on_connect", "on_disconnect", "handle", "ftp_USER")
+#: Hooks that run before login (the refusals and the login timeout too); a
+#: handler class overriding one starts its sessions on their own threads.
+PRE_LOGIN_HOOKS = (
+    "on_connect",
+    "on_disconnect",
+    "handle",
+    "ftp_USER",
+    "handle_max_cons",
+    "handle_max_cons_per_ip",
+    "handle_max_pre_login",
+    "handle_login_timeout",
+)
 
 
 @functools.cache
@@ -75,10 +84,13 @@ class LoginLoopMixin:
         """Whether sessions of this class may start on the accepting loop."""
         return cls.serve_login_on_loop and _only_own_pre_login_hooks(cls)
 
-    def start_on_loop(self, server: Any) -> None:
-        """Greet the client from the accepting loop (the server checked it may)."""
+    def start_on_loop(self, server: Any, start: Any = None) -> None:
+        """Greet (or ``start()``: refuse) the client from the accepting loop.
+
+        The server checked it may.
+        """
         self._loop_server = server
-        self.handle()
+        (start or self.handle)()
 
     # --- holding the lines that need a thread
 

@@ -17,7 +17,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import permissions
+from . import permissions, quotas
 from .permissions import ALL_PERMS, READ_PERMS, WRITE_PERMS  # noqa: F401  (published here)
 
 
@@ -54,6 +54,18 @@ class FTPUserGroup(models.Model):
         blank=True,
         help_text=_("'{username}' is replaced by the account's username."),
     )
+    quota_bytes = models.PositiveBigIntegerField(
+        _("Quota (bytes)"),
+        null=True,
+        blank=True,
+        help_text=_("Most bytes each account of the group may store. Empty or 0: no limit."),
+    )
+    quota_files = models.PositiveIntegerField(
+        _("Quota (files)"),
+        null=True,
+        blank=True,
+        help_text=_("Most files each account of the group may store. Empty or 0: no limit."),
+    )
 
     class Meta:
         verbose_name = _("FTP user group")
@@ -87,6 +99,26 @@ class FTPUserAccount(models.Model):
         blank=True,
         help_text=_("Overrides the group's home. '{username}' is replaced."),
     )
+    quota_bytes = models.PositiveBigIntegerField(
+        _("Quota (bytes)"),
+        null=True,
+        blank=True,
+        help_text=_("Most bytes this account may store. Empty: the group's; 0: no limit."),
+    )
+    quota_files = models.PositiveIntegerField(
+        _("Quota (files)"),
+        null=True,
+        blank=True,
+        help_text=_("Most files this account may store. Empty: the group's; 0: no limit."),
+    )
+    used_bytes = models.BigIntegerField(_("Bytes used"), default=0, editable=False)
+    used_files = models.IntegerField(_("Files used"), default=0, editable=False)
+    usage_counted_at = models.DateTimeField(
+        _("Usage counted"),
+        null=True,
+        editable=False,
+        help_text=_("When the usage was last counted from the storage; empty: never."),
+    )
 
     class Meta:
         verbose_name = _("FTP user account")
@@ -119,6 +151,15 @@ class FTPUserAccount(models.Model):
     def get_perms(self) -> str:
         """The group's permission: what applies where no path rule matches."""
         return self.group.permission
+
+    def get_limits(self) -> quotas.Limits | None:
+        """The quota that applies: the account's values, else its group's; None: no limit."""
+        return quotas.Limits.resolve(
+            self.quota_bytes,
+            self.quota_files,
+            self.group.quota_bytes if self.group_id else None,
+            self.group.quota_files if self.group_id else None,
+        )
 
     def get_path_rules(self) -> permissions.PathRules:
         """This account's path rules and its group's, in one query."""

@@ -38,6 +38,7 @@ from pyftpdlib.servers import FTPServer, ThreadedFTPServer
 from . import dispatch, lockout, signals, utils
 from .conf import conf
 from .handlers import throttled_dtp_handler
+from .limits import LIMIT_RANGES, AddressCounts, RefusalLog, address_key, limit_problem
 from .loginloop import LoginLoopMixin
 from .proxyprotocol import HeaderReader, ProxiedSocket, ProxyHeader, TrustedProxies
 from .workers import DatabaseWorkers
@@ -85,8 +86,18 @@ class DjangoFTPServer(ThreadedFTPServer):
       closes its loop) would close the other's listening socket;
     * ``max_cons`` counts sessions (not threads) exactly: pyftpdlib's
       threaded server compares its count of sessions with ``<=`` and so let
-      one more in.
+      one more in;
+    * ``max_cons_per_ip`` counts IPv6 clients per /64 (``limits.AddressCounts``);
+    * connections not logged in may take at most
+      ``max_pre_login_percent`` of ``max_cons``; the rest is kept for
+      sessions that logged in (see ``limits``);
+    * refusals are logged as warnings at most once a minute per limit
+      (``refusals``), and refused clients are answered on the accepting
+      loop when the handler allows it, without a thread each.
     """
+
+    #: Share of ``max_cons``, in percent, that connections not logged in may take.
+    max_pre_login_percent = 80
 
     #: Seconds a session thread with nothing to serve waits before ending.
     thread_idle_timeout = 60.0
@@ -117,6 +128,7 @@ class DjangoFTPServer(ThreadedFTPServer):
         self._session_threads: set[threading.Thread] = set()
         self._idle_threads = 0
         self._active_sessions = 0
+        self._pre_login = 0
         self._closed_all = False
         own_ioloop = ioloop is None
         ioloop = ioloop or IOLoop.factory()
@@ -128,11 +140,39 @@ class DjangoFTPServer(ThreadedFTPServer):
             raise
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
+        self.ip_map = AddressCounts()
+        self.refusals = RefusalLog(logger)
 
     @property
     def active_sessions(self) -> int:
         """Sessions being served now."""
         return self._active_sessions
+
+    @property
+    def pre_login_sessions(self) -> int:
+        """Sessions being served now that have not logged in."""
+        return self._pre_login
+
+    @property
+    def max_pre_login(self) -> int:
+        """Most connections not logged in at once; 0: no limit of its own."""
+        if not self.max_cons or self.max_pre_login_percent >= 100:
+            return 0
+        return max(1, self.max_cons * self.max_pre_login_percent // 100)
+
+    def pre_login_started(self, handler: Any) -> None:
+        """``handler``'s session is not logged in (any more): count it."""
+        with self._lock:
+            if not handler._counted_pre_login:
+                handler._counted_pre_login = True
+                self._pre_login += 1
+
+    def pre_login_ended(self, handler: Any) -> None:
+        """``handler``'s session logged in or closed: it no longer counts."""
+        with self._lock:
+            if handler._counted_pre_login:
+                handler._counted_pre_login = False
+                self._pre_login -= 1
 
     @property
     def session_threads(self) -> int:
@@ -283,14 +323,14 @@ class DjangoFTPServer(ThreadedFTPServer):
                 return
             ip = addr[0]
             self.ip_map.append(ip)
-            # A refused client is answered on a session thread too: the
-            # refusal sends ftp_client_disconnected, whose receivers must not
-            # run on the thread that accepts everyone's connections.
-            if not self._accept_new_cons():
-                refuse = handler.handle_max_cons
-            elif self.max_cons_per_ip and self.ip_map.count(ip) > self.max_cons_per_ip:
-                refuse = handler.handle_max_cons_per_ip
-            on_loop = refuse is None and self._login_on_loop(handler)
+            refuse = self._refusal(handler, ip)
+            if refuse is None:
+                on_loop = self._login_on_loop(handler)
+            else:
+                # A refusal runs no Django code unless the handler says so;
+                # its ftp_client_disconnected goes to a session thread when
+                # it has receivers (``LoginLoopMixin.on_disconnect``).
+                on_loop = self._refuse_on_loop(handler)
             if not on_loop:
                 self._detach(handler)
         except Exception:
@@ -302,19 +342,65 @@ class DjangoFTPServer(ThreadedFTPServer):
             return
         with self._lock:
             self._active_sessions += 1
+            if refuse is None and hasattr(handler, "_counted_pre_login"):
+                handler._counted_pre_login = True
+                self._pre_login += 1
         if on_loop:
             try:
-                handler.start_on_loop(self)
+                handler.start_on_loop(self, refuse)
             except Exception:
                 handler.handle_error()
             return
         self._queue(self._serve_session, handler, refuse or handler.handle, refuse is None)
 
+    def _refusal(self, handler: Any, ip: str) -> Any:
+        """The handler method that refuses this new connection, or None to serve it.
+
+        The limits in order: all connections, connections from this
+        address (IPv6: its /64), connections not logged in. Each refusal is
+        logged, at most once a minute per limit.
+        """
+        if not self._accept_new_cons():
+            self.refusals.note(
+                "max_connections",
+                "FTP connection from %s refused: FTPSERVER_MAX_CONNECTIONS (%d) reached",
+                ip,
+                self.max_cons,
+            )
+            return handler.handle_max_cons
+        if self.max_cons_per_ip and self.ip_map.count(ip) > self.max_cons_per_ip:
+            self.refusals.note(
+                "max_connections_per_ip",
+                "FTP connection from %s refused: FTPSERVER_MAX_CONNECTIONS_PER_IP (%d) "
+                "reached by %s",
+                ip,
+                self.max_cons_per_ip,
+                address_key(ip),
+            )
+            return handler.handle_max_cons_per_ip
+        limit = self.max_pre_login
+        refuse = getattr(handler, "handle_max_pre_login", None)
+        if limit and refuse is not None and self._pre_login >= limit:
+            self.refusals.note(
+                "max_pre_login",
+                "FTP connection from %s refused: FTPSERVER_MAX_PRE_LOGIN_PERCENT "
+                "reached (%d%% of %d connections: %d not logged in)",
+                ip,
+                self.max_pre_login_percent,
+                self.max_cons,
+                limit,
+            )
+            return refuse
+        return None
+
     def _detach(self, handler: Any) -> None:
-        """Take ``handler`` off this server's loop, its idle timer with it."""
+        """Take ``handler`` off this server's loop, its idle and login timers with it."""
         self.ioloop.unregister(handler._fileno)
         if handler._idler is not None:
             handler._idler.cancel()
+        suspend = getattr(handler, "suspend_login_timer", None)
+        if suspend is not None:
+            suspend()
 
     @staticmethod
     def _attach(handler: Any, ioloop: Any, idle_timer: bool) -> None:
@@ -325,6 +411,9 @@ class DjangoFTPServer(ThreadedFTPServer):
             handler._idler = ioloop.call_later(
                 handler.timeout, handler.handle_timeout, _errback=handler.handle_error
             )
+        resume = getattr(handler, "resume_login_timer", None)
+        if resume is not None:
+            resume()  # on the new loop, for the time left
 
     def _login_on_loop(self, handler: Any) -> bool:
         """Whether ``handler``'s session starts on this loop (see ``loginloop``)."""
@@ -332,6 +421,11 @@ class DjangoFTPServer(ThreadedFTPServer):
         if not isinstance(handler, LoginLoopMixin) or not cls.can_serve_on_loop():
             return False
         return not signals.ftp_client_connected.has_listeners(dispatch.signal_sender_of(handler))
+
+    @staticmethod
+    def _refuse_on_loop(handler: Any) -> bool:
+        """Whether ``handler`` may be refused on this loop (no thread for a refusal)."""
+        return isinstance(handler, LoginLoopMixin) and type(handler).can_serve_on_loop()
 
     def move_to_thread(self, handler: Any) -> None:
         """Serve ``handler``'s session on a thread from now on (see ``loginloop``).
@@ -562,6 +656,8 @@ class FTPServerConfig:
     max_login_attempts: int | None = None
     read_limit: int | None = None
     write_limit: int | None = None
+    login_timeout: int | None = None
+    max_pre_login_percent: int | None = None
     #: ``(host, port)`` or ``"HOST:PORT"`` of /metrics, /healthz and /readyz;
     #: None reads FTPSERVER_METRICS_ADDRESS (unset: no such endpoint).
     metrics_address: tuple[str, int] | str | None = None
@@ -570,13 +666,7 @@ class FTPServerConfig:
     proxy_protocol_timeout: float | None = None
     handler_options: dict[str, Any] = field(default_factory=dict)
 
-    _LIMITS = (
-        "max_connections",
-        "max_connections_per_ip",
-        "max_login_attempts",
-        "read_limit",
-        "write_limit",
-    )
+    _LIMITS = tuple(LIMIT_RANGES)
 
     def __post_init__(self) -> None:
         if self.server_class is None:
@@ -646,12 +736,11 @@ class FTPServerConfig:
             value = getattr(self, name)
             if value is None:
                 continue
-            least = 1 if name == "max_login_attempts" else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            problem = limit_problem(name, value)
+            if problem:
                 option = name.replace("_", "-")
                 raise ConfigError(
-                    f"{name.replace('_', ' ')} (--{option}, FTPSERVER_{name.upper()}) must be"
-                    f" a whole number, {least} or more, not {value!r}"
+                    f"{name.replace('_', ' ')} (--{option}, FTPSERVER_{name.upper()}) {problem}"
                 )
         self.trusted_proxies()
         timeout = self.proxy_protocol_timeout
@@ -771,6 +860,8 @@ class FTPServerRunner:
             options["use_sendfile"] = bool(config.sendfile)
         if config.max_login_attempts is not None:
             options["max_login_attempts"] = config.max_login_attempts
+        if config.login_timeout is not None:
+            options["login_timeout"] = config.login_timeout
         options.update(config.handler_options)
         return options
 
@@ -808,6 +899,8 @@ class FTPServerRunner:
             server.max_cons = config.max_connections
         if config.max_connections_per_ip is not None:
             server.max_cons_per_ip = config.max_connections_per_ip
+        if config.max_pre_login_percent is not None:
+            server.max_pre_login_percent = config.max_pre_login_percent
         if config.read_limit or config.write_limit:
             # ``server.handler`` is make_server's fresh subclass: no class leaks.
             server.handler.dtp_handler = throttled_dtp_handler(

@@ -40,7 +40,7 @@ from typing import Any
 from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.utils import strerror
 
-from . import signals
+from . import quotas, signals
 from .conf import conf
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ class Upload:
     #: Whether ``target`` existed before, and its size then.
     existed: bool = False
     old_size: int = 0
+    #: APPE, or STOR after REST: the upload keeps the file's content.
+    resume: bool = False
     #: The quota reservation (``quotas.Reservation``) when the account has limits.
     reservation: Any = None
     #: Set when the transfer crossed the quota.
@@ -241,6 +243,7 @@ class UploadMixin:
             command=command,
             existed=old_size is not None,
             old_size=old_size or 0,
+            resume=resume,
         )
         if limits is not None:
             refusal = self._reserve(upload, limits, resume)
@@ -287,20 +290,21 @@ class UploadMixin:
         if not atomic and limits is None:
             return super().ftp_STOU(line)
         self._drop_upload()
+        # A new unique file: written in place, removed again if it fails.
+        upload = Upload(target="", path="", command="STOU")
+        if limits is not None and not self._restart_position:
+            refusal = self._reserve(upload, limits, resume=False)
+            if refusal:
+                self.respond(refusal)
+                return None
         result = super().ftp_STOU(line)
         file = self._file_of_transfer()
         if result is None or file is None:
+            if upload.reservation is not None:
+                quotas.ledger.settle(upload.reservation, 0)
             return result
-        # A new unique file: written in place, removed again if it fails.
-        upload = Upload(target=file.name, path=file.name, command="STOU", file=file)
-        if limits is not None:
-            refusal = self._reserve(upload, limits, resume=False)
-            if refusal:
-                # The 150 went out already: end the transfer with the refusal.
-                self._upload = upload
-                upload.exceeded = True
-                self._cancel_transfer(refusal)
-                return None
+        upload.target = upload.path = file.name
+        upload.file = file
         self._upload = upload
         return result
 
@@ -326,9 +330,83 @@ class UploadMixin:
 
     # --- quotas (see quotas.py)
 
+    def _account_pk(self) -> Any:
+        return getattr(getattr(self.authorizer, "snapshot", None), "account_pk", None)
+
+    def _usage(self) -> quotas.Usage:
+        """The account's stored usage; counted from its home first if it never was."""
+        account_pk = self._account_pk()
+        usage, counted = quotas.read_usage(account_pk)
+        if not counted:
+            root = self.fs.root
+            usage = quotas.count_usage(self.fs, root)
+            quotas.store_usage(account_pk, usage)
+            logger.info(
+                "FTP usage of %r counted from %s: %d bytes in %d files",
+                self.username,
+                root,
+                usage.bytes,
+                usage.files,
+            )
+        return usage
+
     def _reserve(self, upload: Upload, limits: Any, resume: bool) -> str | None:
         """Hold a reservation for ``upload``; the reply refusing it, or None."""
+        if upload.resume:
+            start = upload.old_size if upload.command == "APPE" else self._restart_position
+        else:
+            start = 0
+        try:
+            usage = self._usage()
+        except Exception:
+            logger.exception("FTP quota of %r could not be read; upload refused", self.username)
+            return "451 Quota unavailable, try again later."
+        reservation = quotas.ledger.reserve(
+            self._account_pk(),
+            limits,
+            usage,
+            old_size=upload.old_size,
+            existed=upload.existed,
+            resume=resume,
+            start=start,
+        )
+        if reservation is None:
+            logger.info("FTP upload of %r to %s refused: at quota", self.username, upload.target)
+            return QUOTA_EXCEEDED_REPLY
+        upload.reservation = reservation
         return None
+
+    def _usage_changed(self, delta_bytes: int, delta_files: int) -> None:
+        account_pk = self._account_pk()
+        quotas.ledger.changed(account_pk, delta_bytes)
+        try:
+            quotas.add_usage(account_pk, delta_bytes, delta_files)
+        except Exception:
+            logger.exception(
+                "FTP usage of %r not updated (%+d bytes, %+d files); run ftpquota recalc",
+                self.username,
+                delta_bytes,
+                delta_files,
+            )
+
+    def ftp_DELE(self, path: str) -> Any:
+        if self._limits() is None:
+            return super().ftp_DELE(path)
+        size = self._size_of(path)
+        result = super().ftp_DELE(path)
+        if result is not None and size is not None:
+            self._usage_changed(-size, -1)
+        return result
+
+    def ftp_RNTO(self, path: str) -> Any:
+        src = self._rnfr
+        if self._limits() is None or not src or src == path:
+            return super().ftp_RNTO(path)
+        replaced = self._size_of(path)  # a file the rename replaces frees its space
+        result = super().ftp_RNTO(path)
+        if result is not None and replaced is not None:
+            self._usage_changed(-replaced, -1)
+        return result
 
     # --- the end of an upload
 
@@ -350,7 +428,15 @@ class UploadMixin:
                 problem = f"Could not store the file: {strerror(err)}"
                 finished = False
         if not finished:
-            if upload.atomic or upload.exceeded or upload.command == "STOU" and self._atomic():
+            # What a failed upload wrote is removed where nothing of the
+            # file before it is lost: a temporary file, a new STOU file, a
+            # STOR over the quota (it truncated the file). An append or a
+            # resume cut in standard mode keeps what arrived.
+            if (
+                upload.atomic
+                or (upload.command == "STOU" and (self._atomic() or upload.exceeded))
+                or (upload.exceeded and not upload.resume)
+            ):
                 self._remove_quietly(upload.path)
             if upload.exceeded:
                 self._quota_exceeded(upload)
@@ -358,7 +444,23 @@ class UploadMixin:
         return problem
 
     def _settle(self, upload: Upload, finished: bool) -> None:
-        """Account for what ``upload`` left at its target (quotas.py)."""
+        """Account for what ``upload`` left at its target, whatever happened to it."""
+        reservation = upload.reservation
+        if reservation is None or reservation.settled:
+            return
+        size = self._size_of(upload.target)
+        delta_bytes = (size or 0) - (upload.old_size if upload.existed else 0)
+        delta_files = int(size is not None) - int(upload.existed)
+        quotas.ledger.settle(reservation, delta_bytes)
+        try:
+            quotas.add_usage(reservation.account_pk, delta_bytes, delta_files)
+        except Exception:
+            logger.exception(
+                "FTP usage of %r not updated (%+d bytes, %+d files); run ftpquota recalc",
+                self.username,
+                delta_bytes,
+                delta_files,
+            )
 
     def _quota_exceeded(self, upload: Upload) -> None:
         logger.info("FTP upload of %r to %s cut: quota exceeded", self.username, upload.target)

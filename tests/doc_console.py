@@ -204,15 +204,7 @@ class Reader:
         if "manage.py ftpserver" in text:
             self.start_server(text, expected)
             return
-        result = subprocess.run(
-            ["bash", "-c", text],
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-        )
+        result = self.run(["bash", "-c", text])
         output = result.stdout + result.stderr
         allowed_to_fail = any(CURL_ERROR.match(line) for line in expected)
         assert result.returncode == 0 or allowed_to_fail, (
@@ -220,6 +212,18 @@ class Reader:
         )
         missing = missing_lines(expected, output)
         assert not missing, f"$ {command.text}\ndid not print {missing[0]!r}; it printed:\n{output}"
+
+    def run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` to its end as the reader would, in the current directory."""
+        return subprocess.run(
+            argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=self.timeout,
+        )
 
     def start_server(self, text: str, expected: list[str]) -> None:
         self.finish_server()
@@ -255,15 +259,7 @@ class Reader:
             self.ran.append(f"write {header.group(1)}")
             return
         code = self.substitute("\n".join(block.lines))
-        result = subprocess.run(
-            ["python", "-c", code],
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-        )
+        result = self.run(["python", "-c", code])
         self.ran.append("python block")
         assert result.returncode == 0, f"{code}\nexited {result.returncode}:\n{result.stderr}"
         promised = PRINTS.match(block.after)

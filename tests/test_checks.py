@@ -182,6 +182,35 @@ def test_e008_masquerade_address_is_ipv4(settings):
     assert checks.check_masquerade_address() == []
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("FTPSERVER_MAX_CONNECTIONS_PER_IP", -1, "0 or more, not -1"),
+        ("FTPSERVER_MAX_CONNECTIONS_PER_IP", "20", "0 or more, not '20'"),
+        ("FTPSERVER_LOGIN_TIMEOUT", 30.5, "0 or more, not 30.5"),
+        ("FTPSERVER_LOGIN_TIMEOUT", True, "0 or more, not True"),
+        ("FTPSERVER_MAX_PRE_LOGIN_PERCENT", 0, "from 1 to 100, not 0"),
+        ("FTPSERVER_MAX_PRE_LOGIN_PERCENT", 0.8, "from 1 to 100, not 0.8"),
+        ("FTPSERVER_MAX_CONNECTIONS", -5, "0 or more, not -5"),
+        ("FTPSERVER_MAX_LOGIN_ATTEMPTS", 0, "1 or more, not 0"),
+        ("FTPSERVER_WRITE_LIMIT", "1MB", "0 or more, not '1MB'"),
+    ],
+)
+def test_e013_bad_limit(settings, name, value, problem):
+    setattr(settings, name, value)
+    messages = checks.check_limits()
+    assert ids(messages) == ["django_ftpserver.E013"]
+    assert messages[0].msg == f"{name} must be a whole number, {problem}."
+
+
+def test_e013_good_limits(settings):
+    settings.FTPSERVER_MAX_CONNECTIONS_PER_IP = 0
+    settings.FTPSERVER_LOGIN_TIMEOUT = 0
+    settings.FTPSERVER_MAX_PRE_LOGIN_PERCENT = 100
+    settings.FTPSERVER_MAX_CONNECTIONS = None  # pyftpdlib's own
+    assert checks.check_limits() == []
+
+
 @pytest.mark.parametrize("value", ["Atomic", "fast", 1])
 def test_e009_upload_mode(settings, value):
     settings.FTPSERVER_UPLOAD_MODE = value

@@ -77,8 +77,10 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 @pytest.mark.postgres
 @pytest.mark.mysql
 @override_settings(FTPSERVER_AUTH_WORKERS=3)
-def test_100_idle_sessions_hold_at_most_3_connections(ftp_server, make_account):
+def test_100_idle_sessions_hold_at_most_3_connections(server_factory, make_account):
     make_account("alice")
+    # 100 sessions from 127.0.0.1: over the default per-address limit.
+    ftp_server = server_factory(**{"max-connections-per-ip": 0})
     ftp_server.runner.server.handler.authorizer.workers.idle_timeout = 1.0
     sessions = [ftp_server.connect("alice") for _ in range(100)]
     try:

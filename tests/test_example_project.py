@@ -276,3 +276,38 @@ def test_demo_rejects_a_bad_address(tmp_path: Path) -> None:
     assert "invalid port 99999" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "db.sqlite3").exists()
+
+
+def test_demo_partner_uploads_csv_only_and_refusals_are_audited(demo: Demo) -> None:
+    ftp = demo.connect("partner", "partner")
+    with pytest.raises(ftplib.error_perm) as info:
+        ftp.storbinary("STOR report.pdf", io.BytesIO(b"%PDF"))
+    assert str(info.value) == "550 Partners upload .csv and .txt files only."
+    ftp.storbinary("STOR report.csv", io.BytesIO(b"a,b\n"))
+    ftp.quit()
+    home = demo.homes / "partner"
+    assert sorted(p.name for p in home.iterdir()) == ["report.csv"]
+    rows = demo.wait_for_rows(4)  # login, refusal, upload
+    assert ("refused", "partner", "127.0.0.1", str(home / "report.pdf")) in rows
+    assert ("upload", "partner", "127.0.0.1", str(home / "report.csv")) in rows
+    with sqlite3.connect(demo.db) as conn:
+        (reason,) = conn.execute(
+            "SELECT reason FROM demo_ftpauditlog WHERE event_type = 'refused'"
+        ).fetchone()
+        assert reason == "Partners upload .csv and .txt files only."
+        # The demo account has a quota, and its usage is kept once it uploads.
+        quota = conn.execute(
+            "SELECT a.quota_bytes, a.quota_files FROM django_ftpserver_ftpuseraccount a "
+            "JOIN auth_user u ON u.id = a.user_id WHERE u.username = 'demo'"
+        ).fetchone()
+    assert quota == (100 * 1024 * 1024, 1000)
+    ftp = demo.connect()
+    ftp.storbinary("STOR up.bin", io.BytesIO(b"u" * 1000))
+    ftp.quit()
+    with sqlite3.connect(demo.db) as conn:
+        used = conn.execute(
+            "SELECT a.used_bytes, a.used_files FROM django_ftpserver_ftpuseraccount a "
+            "JOIN auth_user u ON u.id = a.user_id WHERE u.username = 'demo'"
+        ).fetchone()
+    welcome = (demo.homes / "demo" / "welcome.txt").stat().st_size
+    assert used == (welcome + 1000, 2)

@@ -40,7 +40,8 @@ def close_all(clients):
 
 
 def test_max_connections_refuses_with_421(server_factory):
-    server = server_factory(**{"max-connections": 2})
+    # Both connections stay before login: none of the total kept for logins.
+    server = server_factory(**{"max-connections": 2, "max-pre-login-percent": 100})
     clients = [welcome(server), welcome(server)]
     try:
         with pytest.raises(ftplib.error_temp, match="^421 Too many connections"):
@@ -80,6 +81,17 @@ def test_limits_from_settings(server_factory, settings):
         client.close()
 
 
+def test_new_limits_from_settings_and_options(server_factory, settings):
+    settings.FTPSERVER_LOGIN_TIMEOUT = 15
+    settings.FTPSERVER_MAX_PRE_LOGIN_PERCENT = 50
+    server = server_factory(**{"max-connections": 10})
+    assert server.runner.server.handler.login_timeout == 15
+    assert server.runner.server.max_pre_login == 5
+    server = server_factory(**{"login-timeout": 0, "max-pre-login-percent": 100})
+    assert server.runner.server.handler.login_timeout == 0
+    assert server.runner.server.max_pre_login == 0  # no share of its own
+
+
 def test_options_win_over_settings(settings):
     settings.FTPSERVER_MAX_CONNECTIONS = 5
     settings.FTPSERVER_MAX_CONNECTIONS_PER_IP = 1
@@ -96,10 +108,13 @@ def test_options_win_over_settings(settings):
     assert config.write_limit == 0
 
 
-def test_unset_limits_keep_pyftpdlib_defaults(server_factory):
+def test_unset_limits_defaults(server_factory):
     server = server_factory()
-    assert server.runner.server.max_cons == 512
-    assert server.runner.server.max_cons_per_ip == 0
+    assert server.runner.server.max_cons == 512  # pyftpdlib's
+    assert server.runner.server.max_cons_per_ip == 50  # pyftpdlib's: none
+    assert server.runner.server.max_pre_login_percent == 80
+    assert server.runner.server.max_pre_login == 409
+    assert server.runner.server.handler.login_timeout == 60
     assert server.runner.server.handler.max_login_attempts == 3
     assert not issubclass(server.runner.server.handler.dtp_handler, DjangoThrottledDTPHandler)
     assert DjangoFTPHandler.max_login_attempts == 3  # nothing set on the shared class
@@ -115,6 +130,17 @@ def test_unset_limits_keep_pyftpdlib_defaults(server_factory):
         ),
         ({"max-login-attempts": 0}, "must be a whole number, 1 or more, not 0"),
         ({"read-limit": -5}, "read limit .* must be a whole number, 0 or more, not -5"),
+        (
+            {"login-timeout": -1},
+            r"login timeout \(--login-timeout, FTPSERVER_LOGIN_TIMEOUT\) must be a whole"
+            " number, 0 or more, not -1",
+        ),
+        (
+            {"max-pre-login-percent": 101},
+            r"max pre login percent \(--max-pre-login-percent,"
+            r" FTPSERVER_MAX_PRE_LOGIN_PERCENT\) must be a whole number, from 1 to 100,"
+            " not 101",
+        ),
     ],
 )
 def test_bad_limit_options_are_one_line_errors(server_factory, options, message):
@@ -130,9 +156,24 @@ def test_bad_limit_setting_is_a_one_line_error(server_factory, settings):
 
 def test_limit_options_parse_from_the_command_line():
     parser = Command().create_parser("manage.py", "ftpserver")
-    options = vars(parser.parse_args(["--max-connections-per-ip", "3", "--read-limit", "100"]))
+    options = vars(
+        parser.parse_args(
+            [
+                "--max-connections-per-ip",
+                "3",
+                "--read-limit",
+                "100",
+                "--login-timeout",
+                "20",
+                "--max-pre-login-percent",
+                "90",
+            ]
+        )
+    )
     assert options["max-connections-per-ip"] == 3
     assert options["read-limit"] == 100
+    assert options["login-timeout"] == 20
+    assert options["max-pre-login-percent"] == 90
     with pytest.raises(CommandError, match="invalid int value: 'lots'"):
         parser.parse_args(["--max-connections", "lots"])
 

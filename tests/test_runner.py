@@ -141,7 +141,7 @@ def test_handler_options_win(certfile):
 
 def test_no_tls_options_without_a_certificate():
     options = FTPServerRunner(FTPServerConfig(host="127.0.0.1", port=0, sendfile=False))
-    assert options.handler_options() == {"use_sendfile": False}
+    assert options.handler_options() == {"use_sendfile": False, "login_timeout": 60}
 
 
 @pytest.mark.parametrize(

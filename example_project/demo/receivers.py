@@ -1,15 +1,21 @@
-"""Receivers for django_ftpserver's signals: an access log and an audit table.
+"""Receivers for django_ftpserver's signals: an access log, an audit table, a policy.
 
 Connected by importing this module in ``DemoConfig.ready()``. They run on the
-FTP session's own thread, after the operation succeeded; an exception here
-is logged by django_ftpserver and never breaks the FTP session. Every
-receiver takes ``**kwargs``: signals may gain arguments.
+FTP session's own thread. The after-signals (``ftp_login``,
+``ftp_file_received``...) are sent once the operation succeeded; an
+exception there is logged by django_ftpserver and never breaks the FTP
+session. ``ftp_pre_upload`` is sent before an upload: raising
+``PermissionDenied`` there refuses it. Every receiver takes ``**kwargs``:
+signals may gain arguments.
 """
 
 import logging
+import posixpath
 
+from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 
+from django_ftpserver.models import FTPUserAccount
 from django_ftpserver.signals import (
     ftp_file_deleted,
     ftp_file_received,
@@ -17,11 +23,45 @@ from django_ftpserver.signals import (
     ftp_login,
     ftp_login_failed,
     ftp_logout,
+    ftp_pre_upload,
+    ftp_quota_exceeded,
 )
 
 from .models import FTPAuditLog
 
 logger = logging.getLogger("ftp.access")
+
+#: The group whose accounts may upload only these file types.
+PARTNERS_GROUP = "partners"
+PARTNER_EXTENSIONS = (".csv", ".txt")
+
+
+def audit_refusal(username, remote_ip, path, reason):
+    logger.warning("FTP refused: user=%s, ip=%s, path=%s: %s", username, remote_ip, path, reason)
+    FTPAuditLog.objects.create(
+        event_type=FTPAuditLog.EventType.REFUSED,
+        username=username,
+        remote_ip=remote_ip,
+        path=path or "",
+        reason=reason,
+    )
+
+
+@receiver(ftp_pre_upload)
+def partners_upload_csv_only(sender, username, ftp_path, path, remote_ip, **kwargs):
+    """Accounts of the "partners" group may upload .csv and .txt files only."""
+    extension = posixpath.splitext(ftp_path or "")[1].lower()
+    if extension in PARTNER_EXTENSIONS:
+        return
+    if FTPUserAccount.objects.filter(user__username=username, group__name=PARTNERS_GROUP).exists():
+        reason = f"Partners upload {' and '.join(PARTNER_EXTENSIONS)} files only."
+        audit_refusal(username, remote_ip, path, reason)
+        raise PermissionDenied(reason)
+
+
+@receiver(ftp_quota_exceeded)
+def audit_quota_exceeded(sender, username, path, remote_ip, **kwargs):
+    audit_refusal(username, remote_ip, path, "Quota exceeded.")
 
 
 @receiver(ftp_login)

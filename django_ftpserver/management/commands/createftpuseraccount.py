@@ -7,7 +7,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from django_ftpserver import models
-from django_ftpserver.management.commands.createftpusergroup import validate_home_dir
+from django_ftpserver.management.commands.createftpusergroup import (
+    add_quota_arguments,
+    quota_fields,
+    validate_home_dir,
+)
 from django_ftpserver.management.commands.ftppathrule import parse_rules, set_rules
 
 
@@ -25,6 +29,7 @@ class Command(BaseCommand):
             metavar="PATH=PERMISSION",
             help="the account's own permission for a path, e.g. /reports=elr (repeatable)",
         )
+        add_quota_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         username, group_name = options["username"], options["group"]
@@ -42,10 +47,11 @@ class Command(BaseCommand):
             group = models.FTPUserGroup.objects.get(name=group_name)
         except models.FTPUserGroup.DoesNotExist:
             raise CommandError(f'FTP user group "{group_name}" does not exist.') from None
+        quota = quota_fields(options)
         rules = parse_rules(options.get("path_rules"))
         with transaction.atomic():
             account = models.FTPUserAccount.objects.create(
-                user=user, group=group, home_dir=home_dir
+                user=user, group=group, home_dir=home_dir, **quota
             )
             set_rules(account, rules)
         self.stdout.write(f'FTP user account pk={account.pk}, "{username}" was created.')

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from django_ftpserver import models
+from django_ftpserver import models, quotas
 from django_ftpserver.management.commands.ftppathrule import parse_rules, set_rules
 
 HOME_DIR_MAX_LENGTH = models.FTPUserGroup._meta.get_field("home_dir").max_length
@@ -33,6 +33,35 @@ def validate_home_dir(home_dir: str | None) -> str | None:
     return home_dir
 
 
+def add_quota_arguments(parser: CommandParser) -> None:
+    parser.add_argument(
+        "--quota-bytes",
+        metavar="SIZE",
+        help="most bytes stored per account, e.g. 500M or 10G (0: no limit)",
+    )
+    parser.add_argument(
+        "--quota-files", metavar="N", help="most files stored per account (0: no limit)"
+    )
+
+
+def quota_fields(options: dict[str, Any]) -> dict[str, int]:
+    """The quota fields given with ``--quota-bytes``/``--quota-files``; ``CommandError`` if bad."""
+    fields: dict[str, int] = {}
+    if options.get("quota_bytes") is not None:
+        try:
+            fields["quota_bytes"] = quotas.parse_size(options["quota_bytes"])
+        except ValueError as exc:
+            raise CommandError(f"invalid --quota-bytes: {exc}") from None
+        if fields["quota_bytes"] >= 2**63:
+            raise CommandError(f"invalid --quota-bytes {options['quota_bytes']!r}: too large")
+    if options.get("quota_files") is not None:
+        text = options["quota_files"]
+        if not text.isdigit() or int(text) >= 2**31:
+            raise CommandError(f"invalid --quota-files {text!r}: give a whole number below 2**31")
+        fields["quota_files"] = int(text)
+    return fields
+
+
 class Command(BaseCommand):
     help = "Create an FTP user group."
 
@@ -47,6 +76,7 @@ class Command(BaseCommand):
             metavar="PATH=PERMISSION",
             help="permission for a path inside the home, e.g. /incoming=w (repeatable)",
         )
+        add_quota_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["name"]
@@ -60,6 +90,7 @@ class Command(BaseCommand):
         }
         if options.get("permission"):
             fields["permission"] = validate_permission(options["permission"])
+        fields.update(quota_fields(options))
         rules = parse_rules(options.get("path_rules"))
         with transaction.atomic():
             group = models.FTPUserGroup.objects.create(**fields)

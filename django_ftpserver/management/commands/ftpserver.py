@@ -73,8 +73,16 @@ class Command(BaseCommand):
     LIMIT_OPTIONS = {
         "max-connections": "most simultaneous clients; more get 421 (FTPSERVER_MAX_CONNECTIONS).",
         "max-connections-per-ip": (
-            "most simultaneous clients from one address; 0: no limit"
-            " (FTPSERVER_MAX_CONNECTIONS_PER_IP)."
+            "most simultaneous clients from one address (IPv6: one /64); 0: no limit"
+            " (FTPSERVER_MAX_CONNECTIONS_PER_IP, default 50)."
+        ),
+        "login-timeout": (
+            "seconds a client has to log in before it gets 421; 0: no limit"
+            " (FTPSERVER_LOGIN_TIMEOUT, default 60)."
+        ),
+        "max-pre-login-percent": (
+            "share of --max-connections, 1-100, that clients not logged in may take"
+            " (FTPSERVER_MAX_PRE_LOGIN_PERCENT, default 80)."
         ),
         "max-login-attempts": (
             "failed logins before a connection is closed (FTPSERVER_MAX_LOGIN_ATTEMPTS)."

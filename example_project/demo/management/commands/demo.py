@@ -1,9 +1,12 @@
-"""``manage.py demo [ADDR]``: set up a demo FTP account and serve it.
+"""``manage.py demo [ADDR]``: set up demo FTP accounts and serve them.
 
 Everything ``make demo`` needs in one command, safe to run again: migrate,
 create (or reset) the Django user ``demo`` with password ``demo``, give it an
-FTP account whose home is ``<FTP homes>/demo``, print how to connect, then
-run ``manage.py ftpserver ADDR`` in the foreground until CONTROL-C.
+FTP account whose home is ``<FTP homes>/demo`` and a quota, create the
+account ``partner`` (password ``partner``) in the group ``partners``, which
+may upload only .csv and .txt files (``demo/receivers.py``), print how to
+connect, then run ``manage.py ftpserver ADDR`` in the foreground until
+CONTROL-C.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ GROUP = "demo"
 #: Every pyftpdlib permission: list, download, upload, delete, rename, mkdir...
 PERMISSION = "elradfmwMT"
 DEFAULT_ADDR = "127.0.0.1:2121"
+#: The demo account's quota, shown with its usage in the admin.
+QUOTA_BYTES = 100 * 1024 * 1024
+QUOTA_FILES = 1000
+#: An account of the group whose uploads a receiver restricts to some file types.
+PARTNER = "partner"
+PARTNER_GROUP = "partners"
 
 #: What the demo user may look at in the admin (read only).
 ADMIN_VIEW_PERMISSIONS = [
@@ -88,11 +97,36 @@ class Command(BaseCommand):
             name=GROUP, defaults={"permission": PERMISSION}
         )
         FTPUserAccount.objects.update_or_create(
-            user=user, defaults={"group": group, "home_dir": str(home)}
+            user=user,
+            defaults={
+                "group": group,
+                "home_dir": str(home),
+                "quota_bytes": QUOTA_BYTES,
+                "quota_files": QUOTA_FILES,
+                # Counted again from the home at the first upload.
+                "usage_counted_at": None,
+            },
         )
         self.stdout.write(
             f"{'Created' if created else 'Reset'} the user {USERNAME!r} "
-            f"(password {PASSWORD!r}) with an FTP account in group {GROUP!r}."
+            f"(password {PASSWORD!r}) with an FTP account in group {GROUP!r}, "
+            f"quota {QUOTA_BYTES // (1024 * 1024)} MB and {QUOTA_FILES} files."
+        )
+
+        partner_home = settings.FTP_HOMES_DIR / PARTNER
+        partner_home.mkdir(parents=True, exist_ok=True)
+        partner, _ = User.objects.get_or_create(username=PARTNER)
+        partner.set_password(PARTNER)
+        partner.is_active = True
+        partner.save()
+        partners, _ = FTPUserGroup.objects.update_or_create(
+            name=PARTNER_GROUP, defaults={"permission": "elrw"}
+        )
+        FTPUserAccount.objects.update_or_create(
+            user=partner, defaults={"group": partners, "home_dir": str(partner_home)}
+        )
+        self.stdout.write(
+            f"The user {PARTNER!r} (password {PARTNER!r}) may upload .csv and .txt files only."
         )
         return str(home)
 
@@ -112,8 +146,13 @@ class Command(BaseCommand):
             f"  lftp:      lftp -u {USERNAME},{PASSWORD} -p {shown_port} {connect_host}",
             f"  ftp:       ftp {connect_host} {shown_port}",
             "",
-            "Every login, upload, download and delete is logged below and stored in",
-            "the FTPAuditLog table. To browse it in the admin, run in another terminal:",
+            "The account partner/partner may upload .csv and .txt files only; other",
+            "uploads get '550 Partners upload .csv and .txt files only.':",
+            f"  curl -T report.pdf ftp://{PARTNER}:{PARTNER}@{url_host}:{shown_port}/",
+            "",
+            "Every login, upload, download, delete and refusal is logged below and stored",
+            "in the FTPAuditLog table. To browse it (and the demo account's quota and",
+            "usage) in the admin, run in another terminal:",
             "  cd example_project && ../.venv/bin/python manage.py runserver",
             "then open http://127.0.0.1:8000/admin/demo/ftpauditlog/ and log in as demo/demo.",
             "",
