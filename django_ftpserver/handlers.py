@@ -45,6 +45,7 @@ from .loginloop import LoginLoopMixin
 from .permissions import climbs_above_root
 from .prechecks import PreSignalMixin
 from .proxyprotocol import ProxiedPassiveDTP, ProxyProtocolHandlerMixin, client_ip
+from .replies import ClientRepliesMixin
 from .uploads import UploadDTPMixin, UploadMixin
 
 logger = logging.getLogger(__name__)
@@ -451,9 +452,7 @@ class PathPermissionFactsMixin:
         perms_for = self._perms_for()
         if perms_for is None:
             return super().ftp_MLSD(path)
-        if not self.fs.isdir(path):  # RFC 3659: 501 for a path that is not a directory
-            self.respond("501 No such directory.")
-            return None
+        # ClientRepliesMixin answered a path that is not a directory.
         try:
             listing = self.run_as_current_user(self.fs.listdir, path)
         except (OSError, FilesystemError) as err:
@@ -728,6 +727,7 @@ class DjangoHandlerMixin(
     ProxyProtocolHandlerMixin,
     LoginLimitsMixin,
     SignalEmitterMixin,
+    ClientRepliesMixin,
     CommandLineGuardMixin,
     PathPermissionFactsMixin,
     LoginGuardMixin,
