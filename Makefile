@@ -27,13 +27,16 @@ $(VENV)/.installed: pyproject.toml $(BIN)/python
 	touch $@
 
 # Client programs and headers the tests use (lftp, curl and rclone for the
-# client matrix, the MySQL client library for mysqlclient). Installed with
-# apt-get when missing and root.
+# client matrix, the MySQL client library for mysqlclient, Chromium and its
+# driver for the admin's browser test). Installed with apt-get when missing
+# and root.
 system-deps:
 	@missing=""; \
 	command -v lftp >/dev/null || missing="$$missing lftp"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v rclone >/dev/null || missing="$$missing rclone"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	test -x /usr/bin/chromedriver || missing="$$missing chromium-driver"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	pkg-config --exists mariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || missing="$$missing libmariadb-dev"; \
 	if [ -n "$$missing" ]; then \

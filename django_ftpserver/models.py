@@ -295,3 +295,20 @@ class FTPPathRule(models.Model):
         # Stored normalized whatever the entry point, so lookups by path match.
         self.path = permissions.normalize_rule_path(self.path)
         super().save(*args, **kwargs)
+
+
+class FTPSession(models.Model):
+    """Not a table: the admin's "FTP sessions" page and who may use it.
+
+    The sessions themselves live in the cache (``livesessions``); this
+    model only gives the page its place in the app's admin section and its
+    two permissions: ``view_ftpsession`` (list every server's sessions)
+    and ``disconnect_ftpsession`` (end one).
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        permissions = [("disconnect_ftpsession", "Can disconnect FTP sessions")]
+        verbose_name = _("FTP session")
+        verbose_name_plural = _("FTP sessions")
