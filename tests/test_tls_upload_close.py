@@ -11,9 +11,14 @@ so the server never read the data nor the ``close_notify``, the client
 waited for the server's, and the STOR was never answered. It happened
 about once in a few hundred small uploads, more often on a busy machine.
 
-The loop below uploads many small files (the case where everything fits in
-one read) and a few of 1 MB, each with a short timeout: without the fix it
-hangs within a hundred or so uploads on most runs; with it, never.
+``test_upload_in_one_segment`` makes that race certain: its client holds
+its ``Finished``, the data and its ``close_notify`` back and sends them in
+one ``sendall``; without the fix it hangs (times out) every time.
+``test_ftplib_uploads_end_cleanly`` is the symptom as ftplib meets it: 150
+``storbinary`` uploads, small ones and a few of 1 MB, each bounded by a
+timeout. Without the fix about one in 200 of them hung (3 of 600 in a
+stress run), so this loop fails on some runs only; with the fix none hung
+in 1,200.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import ftplib
 import io
 import os
 import socket
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,3 +82,50 @@ def test_ftplib_uploads_end_cleanly(
         ftp.close()
     print(f"{len(hangs)} of {UPLOADS} uploads hung")
     assert hangs == []
+
+
+def test_upload_in_one_segment(
+    server_factory: Callable[..., RunningServer],
+    certificate: Certificate,
+    home: Path,
+) -> None:
+    server = server_factory(certfile=str(certificate.certfile), keyfile=str(certificate.keyfile))
+    ftp = _client(server, certificate)
+    data = b"one segment\n" * 100
+    try:
+        ftp.voidcmd("TYPE I")
+        host, port = ftp.makepasv()
+        with socket.create_connection((host, port), timeout=10) as sock:
+            ftp.putcmd("STOR one.bin")
+            assert ftp.getresp()[:3] in ("125", "150")
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = certificate.client_context().wrap_bio(
+                incoming, outgoing, server_hostname=server.host
+            )
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    sock.sendall(outgoing.read())
+                    chunk = sock.recv(65536)
+                    assert chunk, "server closed during the handshake"
+                    incoming.write(chunk)
+            # The client's Finished, the data and the close_notify: one segment.
+            tls.write(data)
+            with pytest.raises(ssl.SSLWantReadError):
+                tls.unwrap()
+            sock.sendall(outgoing.read())
+            while True:  # the server's close_notify (a timeout here is the bug)
+                chunk = sock.recv(65536)
+                assert chunk, "server closed without its close_notify"
+                incoming.write(chunk)
+                try:
+                    tls.unwrap()
+                    break
+                except ssl.SSLWantReadError:
+                    continue
+        assert ftp.voidresp().startswith("226")
+        assert (home / "one.bin").read_bytes() == data
+    finally:
+        ftp.close()
