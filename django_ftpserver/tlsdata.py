@@ -153,10 +153,10 @@ class DataConnection(SSL.Connection):
             self._sock_eof = True
             return False
         record += data
-        if len(record) >= _HEADER_SIZE and (
-            record[0] & 0x80  # not a TLS record (SSLv2 format): OpenSSL's to refuse
-            or len(record) == _HEADER_SIZE + int.from_bytes(record[3:5], "big")
-        ):
+        if len(record) < _HEADER_SIZE:
+            return True
+        complete = len(record) == _HEADER_SIZE + int.from_bytes(record[3:5], "big")
+        if complete or record[0] & 0x80:  # (or no TLS record: OpenSSL's to refuse)
             self.bio_write(bytes(record))
             record.clear()
         return True

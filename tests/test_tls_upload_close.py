@@ -71,7 +71,7 @@ def test_ftplib_uploads_end_cleanly(
             data = big if n % 25 == 24 else small
             try:
                 ftp.storbinary(f"STOR f{n}.bin", io.BytesIO(data))
-            except (TimeoutError, socket.timeout, ftplib.Error, OSError) as exc:
+            except (ftplib.Error, OSError) as exc:  # a timeout, mostly
                 hangs.append(n)
                 print(f"upload {n} ({len(data)} bytes) failed: {exc!r}")
                 ftp.close()
