@@ -18,6 +18,7 @@ import os
 import platform
 import resource
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -90,10 +91,15 @@ class Server:
     log: Path
     metrics_port: int | None = None
 
+    certfile: str | None = None
+
     @classmethod
-    def start(cls, kind: str, home: Path, env: dict[str, str], workdir: Path) -> Server:
-        log = workdir / f"{kind}.log"
+    def start(
+        cls, kind: str, home: Path, env: dict[str, str], workdir: Path, certfile: Path | None = None
+    ) -> Server:
+        log = workdir / f"{kind}{'-tls' if certfile else ''}.log"
         users = [MAIN_USER, *COLD_USERS]
+        tls = ["--certfile", str(certfile)] if certfile else []
         stderr = open(log, "w")  # noqa: SIM115 - the child writes it for its lifetime
         process = subprocess.Popen(
             [
@@ -101,6 +107,7 @@ class Server:
                 "-m",
                 "bench.serve",
                 kind,
+                *tls,
                 "--home",
                 str(home),
                 "--password",
@@ -120,7 +127,8 @@ class Server:
             process.kill()
             raise SystemExit(f"{kind} server did not start: {log.read_text()[-2000:]}")
         ports = [int(word) for word in line.split()[1:]]
-        return cls(kind, process, ports[0], log, ports[1] if len(ports) > 1 else None)
+        metrics_port = ports[1] if len(ports) > 1 else None
+        return cls(kind, process, ports[0], log, metrics_port, str(certfile) if certfile else None)
 
     def ask(self, command: str) -> str:
         self.process.stdin.write(command + "\n")
@@ -550,6 +558,118 @@ class Bench:
                 )
             )
 
+    # --- FTPS: the TLS data channel must keep up with pyftpdlib's
+
+    def _ftps_session(self, server: Server, context: ssl.SSLContext) -> ftplib.FTP_TLS:
+        ftp = ftplib.FTP_TLS(context=context)
+        ftp.connect(HOST, server.port, timeout=60)
+        ftp.login(MAIN_USER, PASSWORD)  # AUTH TLS first
+        ftp.prot_p()
+        return ftp
+
+    def _ftps_transfer(
+        self, server: Server, context: ssl.SSLContext, size: int
+    ) -> tuple[float, float]:
+        ftp = self._ftps_session(server, context)
+        chunk = memoryview(bytes(MB))
+        ftp.voidcmd("TYPE I")
+        start = time.perf_counter()
+        with ftp.transfercmd("STOR upload.bin") as conn:
+            left = size
+            while left:
+                n = min(left, 256 * 1024)
+                conn.sendall(chunk[:n])
+                left -= n
+            conn.unwrap()  # close_notify, as ftplib's storbinary does
+        ftp.voidresp()
+        stor = size / MB / (time.perf_counter() - start)
+        assert (self.home / "upload.bin").stat().st_size == size
+        start = time.perf_counter()
+        received = retrieve_into(ftp, "big.bin")
+        retr = size / MB / (time.perf_counter() - start)
+        assert received == size, (received, size)
+        ftp.delete("upload.bin")
+        ftp.quit()
+        return stor, retr
+
+    def _ftps_logins(self, server: Server, context: ssl.SSLContext, count: int) -> float:
+        """Seconds for ``count`` FTPS logins one after the other (AUTH TLS, USER, PASS, QUIT)."""
+        start = time.perf_counter()
+        for _ in range(count):
+            ftp = ftplib.FTP_TLS(context=context)
+            ftp.connect(HOST, server.port, timeout=60)
+            ftp.login(MAIN_USER, PASSWORD)
+            ftp.quit()
+        return time.perf_counter() - start
+
+    def measure_ftps(self) -> None:
+        """FTPS (AUTH TLS, PROT P): transfers and logins, ours and bare TLS_FTPHandler.
+
+        Two more servers, the same certificate for both: ours with its
+        TLS data channel (``tlsdata.DataConnection``, which holds back TLS
+        1.3 session tickets), bare pyftpdlib with ``TLS_FTPHandler``.
+        """
+        assert self.workdir is not None
+        import trustme
+
+        ca = trustme.CA()
+        pem = self.workdir / "bench-cert.pem"
+        issued = ca.issue_cert(HOST)
+        issued.private_key_and_cert_chain_pem.write_to_path(str(pem))
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        ours = Server.start("ours", self.home, self.env, self.workdir, certfile=pem)
+        bare = Server.start("bare", self.home, self.env, self.workdir, certfile=pem)
+        servers = [ours, bare]
+        size = self.params.transfer_mb * MB
+        write_file(self.home / "big.bin", self.params.transfer_mb)
+        count = 100
+        transfers: dict[str, list[tuple[float, float]]] = {"ours": [], "bare": []}
+        logins: dict[str, list[float]] = {"ours": [], "bare": []}
+        try:
+            for server in servers:
+                self._ftps_logins(server, context, 2)  # untimed: the password cache
+            for rep in range(self.params.reps):
+                for server in servers if rep % 2 == 0 else servers[::-1]:
+                    logins[server.kind].append(self._ftps_logins(server, context, count))
+            with cores_apart(servers) as placement:
+                for server in servers:
+                    self._ftps_transfer(server, context, size)  # untimed: warm caches
+                for rep in range(max(3, self.params.reps + 2)):
+                    for server in servers if rep % 2 == 0 else servers[::-1]:
+                        transfers[server.kind].append(self._ftps_transfer(server, context, size))
+            version = tls_version(context, ours)
+        finally:
+            ours.stop()
+            bare.stop()
+        for index, name in ((0, "STOR"), (1, "RETR")):
+            best = {kind: max(r[index] for r in runs) for kind, runs in transfers.items()}
+            self.rows.append(
+                Row(
+                    f"FTPS {name} {self.params.transfer_mb} MB (PROT P)",
+                    best["ours"],
+                    best["bare"],
+                    "MB/s",
+                    ">= 0.9 x bare",
+                    best["ours"] >= 0.9 * best["bare"],
+                    note=(f"best of {len(transfers['bare'])}; {version}; " + placement)
+                    if name == "STOR"
+                    else "",
+                )
+            )
+        ours_s, bare_s = min(logins["ours"]), min(logins["bare"])
+        self.rows.append(
+            Row(
+                f"{count} FTPS logins one after the other, cached",
+                ours_s,
+                bare_s,
+                "s",
+                "<= 3 x bare",
+                ours_s <= 3 * bare_s,
+                note=f"best of {len(logins['bare'])}; AUTH TLS, USER, PASS, QUIT each",
+            )
+        )
+
     # --- metrics: counting must not slow the sessions
 
     def _timed_commands(self, server: Server) -> float:
@@ -883,8 +1003,18 @@ def retrieve_into(ftp: ftplib.FTP, name: str) -> int:
             if not count:
                 break
             received += count
+        if isinstance(conn, ssl.SSLSocket):
+            conn.unwrap()  # as ftplib's retrbinary does
     ftp.voidresp()
     return received
+
+
+def tls_version(context: ssl.SSLContext, server: Server) -> str:
+    """The TLS version ``context`` and ``server`` agree on."""
+    with contextlib.closing(ftplib.FTP_TLS(context=context)) as ftp:
+        ftp.connect(HOST, server.port, timeout=30)
+        ftp.auth()
+        return ftp.sock.version() or "?"
 
 
 def one_hash_seconds() -> tuple[float, str]:
@@ -979,6 +1109,7 @@ MEASURES = {
     "policy": Bench.measure_policy,
     "connections": Bench.measure_connections,
     "transfers": Bench.measure_transfers,
+    "ftps": Bench.measure_ftps,
     "crowd": Bench.measure_crowd,
     "metrics": Bench.measure_metrics,
 }

@@ -1,11 +1,13 @@
 """One benchmarked FTP server, run in a process of its own.
 
-``python -m bench.serve ours|ours-metrics|bare --home DIR --password PW USER...``
+``python -m bench.serve ours|ours-metrics|bare [--certfile PEM] --home DIR --password PW USER...``
 
 ``ours-metrics`` is ours with ``--metrics`` (a /metrics endpoint on a free
-port, printed after the FTP port). Prints ``READY <port> [<metrics port>]``
-once listening, then answers one-line commands on
-stdin: ``stats`` (a JSON line: memory, threads, descriptors, and for ours
+port, printed after the FTP port). With ``--certfile`` (certificate and
+key in one PEM file) ours serves FTPS through its TLS handler and bare
+pyftpdlib through ``TLS_FTPHandler``, both with that certificate.
+Prints ``READY <port> [<metrics port>]`` once listening, then answers
+one-line commands on stdin: ``stats`` (a JSON line: memory, threads, descriptors, and for ours
 the SQL queries run, the database connections open and the password hashes
 computed), ``clear-cache`` (forget verified passwords), ``pre-signals on``
 and ``pre-signals off`` (connect or disconnect a receiver that allows
@@ -104,7 +106,10 @@ def build_ours(args: argparse.Namespace) -> tuple[Any, Any, Any, Counters | None
     from django_ftpserver.server import FTPServerConfig, FTPServerRunner
 
     metrics = ("127.0.0.1", 0) if args.kind == "ours-metrics" else None
-    runner = FTPServerRunner(FTPServerConfig(host="127.0.0.1", port=0, metrics_address=metrics))
+    config = FTPServerConfig(
+        host="127.0.0.1", port=0, metrics_address=metrics, certfile=args.certfile
+    )
+    runner = FTPServerRunner(config)
     server = runner.create_server()
     if runner.operations is not None:
         server.bench_metrics_port = runner.operations.address[1]
@@ -126,7 +131,14 @@ def build_bare(args: argparse.Namespace) -> tuple[Any, Any, Any, Counters | None
     authorizer = DummyAuthorizer()
     for user in args.users:
         authorizer.add_user(user, args.password, args.home, perm="elradfmwMT")
-    handler = type("BareHandler", (FTPHandler,), {"authorizer": authorizer})
+    attributes: dict[str, Any] = {"authorizer": authorizer}
+    base: type = FTPHandler
+    if args.certfile:
+        from pyftpdlib.handlers import TLS_FTPHandler
+
+        base = TLS_FTPHandler
+        attributes.update(certfile=args.certfile, keyfile=args.certfile)
+    handler = type("BareHandler", (base,), attributes)
     server = FTPServer(("127.0.0.1", 0), handler)
     stop = threading.Event()
 
@@ -168,6 +180,7 @@ def control(stop: Any, clear_cache: Any, counters: Counters | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.serve")
     parser.add_argument("kind", choices=["ours", "ours-metrics", "bare"])
+    parser.add_argument("--certfile", help="serve FTPS with this PEM (certificate and key)")
     parser.add_argument("--home", required=True)
     parser.add_argument("--password", required=True)
     parser.add_argument("users", nargs="+")

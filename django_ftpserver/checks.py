@@ -22,6 +22,7 @@ E013   a connection limit (``FTPSERVER_MAX_CONNECTIONS_PER_IP``, ``FTPSERVER_LOG
        is not a whole number in its range
 E030   ``FTPSERVER_METRICS_ADDRESS`` is not "HOST:PORT"
 E031   ``FTPSERVER_METRICS_ADDRESS`` is set but prometheus_client is missing
+E032   ``FTPSERVER_SESSIONS_CACHE`` names a cache that is not in ``CACHES``
 W001   listening beyond loopback without TLS: passwords travel in clear
 W002   a certificate is configured but TLS is not required
 W010   ``FTPSERVER_TLS_REQUIRE_SESSION_REUSE`` cannot apply (no TLS, or clear data allowed)
@@ -514,3 +515,18 @@ def check_s3_uploads(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             )
         )
     return errors
+
+
+@register(TAG)
+def check_sessions_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E032: ``FTPSERVER_SESSIONS_CACHE`` is None, False or an alias in ``CACHES``."""
+    from . import livesessions
+
+    return [
+        Error(
+            f"{message}.",
+            hint="Name a cache of CACHES, or leave it unset to use the lockout cache.",
+            id="django_ftpserver.E032",
+        )
+        for message in livesessions.check_settings()
+    ]

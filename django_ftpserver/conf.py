@@ -73,6 +73,10 @@ DEFAULTS: dict[str, Any] = {
     # Object storage (django_ftpserver.s3): multipart part size and parts in flight.
     "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
     "FTPSERVER_S3_UPLOAD_THREADS": 4,
+    # Live sessions: the cache alias they are published to (None: the
+    # lockout cache's, False: not published) and this server's name there.
+    "FTPSERVER_SESSIONS_CACHE": None,
+    "FTPSERVER_SERVER_NAME": None,
 }
 
 #: The values of FTPSERVER_UPLOAD_MODE.
@@ -291,6 +295,16 @@ class Settings:
     def S3_UPLOAD_THREADS(self) -> int:
         """Parts of one upload sent at once; memory per upload is (this + 1) parts."""
         return int(get("FTPSERVER_S3_UPLOAD_THREADS"))
+
+    @property
+    def SESSIONS_CACHE(self) -> str | bool | None:
+        """Cache alias of the live sessions; ``None``: ``LOCKOUT_CACHE``'s; ``False``: off."""
+        return get("FTPSERVER_SESSIONS_CACHE")
+
+    @property
+    def SERVER_NAME(self) -> str | None:
+        """This server's name on the sessions page; ``None``: ``hostname:port``."""
+        return get("FTPSERVER_SERVER_NAME")
 
 
 conf = Settings()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-import django
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
@@ -212,8 +211,6 @@ def validate_rule_permission(value: str) -> None:
 ONE_OWNER = models.Q(group__isnull=False, account__isnull=True) | models.Q(
     group__isnull=True, account__isnull=False
 )
-# CheckConstraint's ``check`` became ``condition`` in Django 5.1.
-_CHECK_KWARG = "condition" if django.VERSION >= (5, 1) else "check"
 
 
 class FTPPathRule(models.Model):
@@ -267,7 +264,7 @@ class FTPPathRule(models.Model):
         ordering = ("path",)
         constraints = [
             models.CheckConstraint(
-                **{_CHECK_KWARG: ONE_OWNER},
+                condition=ONE_OWNER,
                 name="django_ftpserver_pathrule_one_owner",
                 violation_error_message=_("A path rule belongs to a group or to an account."),
             ),
@@ -298,3 +295,20 @@ class FTPPathRule(models.Model):
         # Stored normalized whatever the entry point, so lookups by path match.
         self.path = permissions.normalize_rule_path(self.path)
         super().save(*args, **kwargs)
+
+
+class FTPSession(models.Model):
+    """Not a table: the admin's "FTP sessions" page and who may use it.
+
+    The sessions themselves live in the cache (``livesessions``); this
+    model only gives the page its place in the app's admin section and its
+    two permissions: ``view_ftpsession`` (list every server's sessions)
+    and ``disconnect_ftpsession`` (end one).
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        permissions = [("disconnect_ftpsession", "Can disconnect FTP sessions")]
+        verbose_name = _("FTP session")
+        verbose_name_plural = _("FTP sessions")

@@ -35,7 +35,7 @@ from typing import Any
 from pyftpdlib.ioloop import IOLoop, timer
 from pyftpdlib.servers import FTPServer, ThreadedFTPServer
 
-from . import dispatch, lockout, signals, utils
+from . import dispatch, livesessions, lockout, signals, utils
 from .conf import conf
 from .handlers import throttled_dtp_handler
 from .limits import LIMIT_RANGES, AddressCounts, RefusalLog, address_key, limit_problem
@@ -104,6 +104,9 @@ class DjangoFTPServer(ThreadedFTPServer):
 
     #: The server's ``metrics.ServerMetrics`` when metrics are on (``--metrics``).
     metrics: Any = None
+
+    #: The ``livesessions.SessionRegistry`` of the open sessions, when published.
+    session_registry: Any = None
 
     #: ``time.monotonic()`` of the accepting loop's last turn (``health.liveness``).
     loop_heartbeat: float | None = None
@@ -748,7 +751,7 @@ class FTPServerConfig:
             raise ConfigError(
                 f"FTPSERVER_PROXY_PROTOCOL_TIMEOUT must be more than 0 seconds, not {timeout!r}"
             )
-        errors = lockout.check_settings()
+        errors = lockout.check_settings() + livesessions.check_settings()
         if errors:
             raise ConfigError(errors[0])
         if self.metrics_address is not None:
@@ -918,6 +921,10 @@ class FTPServerRunner:
             except BaseException:
                 server.close_all()
                 raise
+        if livesessions.cache_alias() is not None:
+            # Published by a thread that run() starts (after daemonizing).
+            server.session_registry = livesessions.SessionRegistry()
+            server.handler = livesessions.with_session_tracking(server.handler)
         self._server = server
         self._address = tuple(server.address[:2])
         return server
@@ -1014,11 +1021,18 @@ class FTPServerRunner:
         waker = _StopWaker(server.ioloop)
         self._wake_fd = waker.write_fd
         heartbeat = None
+        publisher = None
         try:
             server.loop_heartbeat = time.monotonic()
             heartbeat = server.ioloop.call_every(self.heartbeat_interval, _stamp_heartbeat, server)
             if operations is not None:
                 operations.start()
+            cache = livesessions.get_cache()
+            if server.session_registry is not None and cache is not None:
+                publisher = livesessions.SessionPublisher(
+                    server.session_registry, livesessions.default_server_name(port), cache
+                )
+                publisher.start()
             announce(signals.ftp_server_started, "started")
             if self._stop.is_set():
                 waker.wake()  # stopped before it started serving
@@ -1035,6 +1049,8 @@ class FTPServerRunner:
                     server.close_all()  # not closed by serve_forever() already
             finally:
                 try:
+                    if publisher is not None:
+                        publisher.stop()
                     if operations is not None:
                         operations.close()
                 finally:

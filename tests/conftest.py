@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import ftplib
+import logging
 import os
 import re
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,6 +243,55 @@ def _fresh_lockout_state() -> Iterator[None]:
     clear()
     yield
     clear()
+
+
+class DeprecationErrors(logging.Handler):
+    """Collects logged exceptions that are deprecation warnings.
+
+    pyproject.toml's ``filterwarnings`` turns a deprecation raised from our
+    modules into an exception. On the test's own thread that fails the test;
+    on a server thread pyftpdlib or ``send_robust`` logs it and the session
+    goes on, so the test might still pass. Logged here, it fails the test.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Some of pyftpdlib's handlers log traceback.format_exc() as the
+        # message: the exception being handled is the one logged.
+        error = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        if isinstance(error, (DeprecationWarning, PendingDeprecationWarning)):
+            self.errors.append(error)
+
+    def describe(self) -> str:
+        """The first error and the deepest line of our own code it went through."""
+        error = self.errors[0]
+        frames = traceback.extract_tb(error.__traceback__)
+        ours = [frame for frame in frames if _is_ours(frame.filename)] or frames
+        where = f" at {ours[-1].filename}:{ours[-1].lineno}" if ours else ""
+        return f"{type(error).__name__} raised as an error on a server thread{where}: {error}"
+
+
+def _is_ours(filename: str) -> bool:
+    path = Path(filename).resolve()
+    root = Path(__file__).resolve().parent.parent
+    return any(path.is_relative_to(root / top) for top in ("django_ftpserver", "tests"))
+
+
+@pytest.fixture(autouse=True)
+def deprecation_errors() -> Iterator[DeprecationErrors]:
+    """Fail the test when a server thread logged a deprecation warning raised as an error."""
+    handler = DeprecationErrors()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+    if handler.errors:
+        pytest.fail(handler.describe(), pytrace=False)
 
 
 @pytest.fixture

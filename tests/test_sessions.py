@@ -494,6 +494,8 @@ def test_a_refused_client_is_answered_off_the_accepting_thread(ftp_server, make_
     server = ftp_server.runner.server
     wait_for(lambda: server.active_sessions == 0, what="the first session counted out")
     assert disconnected[0]["handler"] is not None
+    # QUIT is answered before the session ends: wait for its place to free.
+    wait_for(lambda: ftp_server.runner.server.active_sessions == 0, what="the first session's end")
     # The receiver ran on a session thread: record it through a second receiver.
     threads: list[str] = []
 

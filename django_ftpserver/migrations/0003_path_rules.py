@@ -1,13 +1,9 @@
 # Per-path permissions for groups and accounts (FTPPathRule).
 
-import django
 import django.db.models.deletion
 from django.db import migrations, models
 
 import django_ftpserver.models
-
-# CheckConstraint's ``check`` became ``condition`` in Django 5.1.
-_CHECK_KWARG = "condition" if django.VERSION >= (5, 1) else "check"
 
 
 class Migration(migrations.Migration):
@@ -73,13 +69,11 @@ class Migration(migrations.Migration):
                 "ordering": ("path",),
                 "constraints": [
                     models.CheckConstraint(
-                        **{
-                            _CHECK_KWARG: models.Q(
-                                models.Q(("account__isnull", True), ("group__isnull", False)),
-                                models.Q(("account__isnull", False), ("group__isnull", True)),
-                                _connector="OR",
-                            )
-                        },
+                        condition=models.Q(
+                            models.Q(("account__isnull", True), ("group__isnull", False)),
+                            models.Q(("account__isnull", False), ("group__isnull", True)),
+                            _connector="OR",
+                        ),
                         name="django_ftpserver_pathrule_one_owner",
                         violation_error_message="A path rule belongs to a group or to an account.",
                     ),

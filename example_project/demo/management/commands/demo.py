@@ -42,6 +42,9 @@ ADMIN_VIEW_PERMISSIONS = [
     ("demo", "view_ftpauditlog"),
     ("django_ftpserver", "view_ftpusergroup"),
     ("django_ftpserver", "view_ftpuseraccount"),
+    # The "FTP sessions" page, and disconnecting one's own test clients there.
+    ("django_ftpserver", "view_ftpsession"),
+    ("django_ftpserver", "disconnect_ftpsession"),
 ]
 
 
@@ -84,8 +87,8 @@ class Command(BaseCommand):
         user, created = User.objects.get_or_create(username=USERNAME)
         user.set_password(PASSWORD)
         user.is_active = True
-        # Staff with view permissions only: enough to read the audit log in
-        # the admin, nothing to change there.
+        # Staff with view permissions only (enough to read the audit log in
+        # the admin, nothing to change there), and disconnecting FTP sessions.
         user.is_staff = True
         user.save()
         for app_label, codename in ADMIN_VIEW_PERMISSIONS:
@@ -155,6 +158,8 @@ class Command(BaseCommand):
             "usage) in the admin, run in another terminal:",
             "  cd example_project && ../.venv/bin/python manage.py runserver",
             "then open http://127.0.0.1:8000/admin/demo/ftpauditlog/ and log in as demo/demo.",
+            "The clients connected now (and a Disconnect button) are on",
+            "http://127.0.0.1:8000/admin/django_ftpserver/ftpsession/.",
             "",
         ]
         if not port:
