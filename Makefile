@@ -16,7 +16,7 @@ NEWEST_DJANGO ?= Django>=6.1,<6.2
 NEWEST_VENV ?= .venv-newest
 NEWEST_PYTHON ?= $(shell sh scripts/find-python $(NEWEST_PYTHON_VERSION))
 
-.PHONY: demo test test-sqlite test-newest test-postgres test-mysql lint bench docs system-deps clean
+.PHONY: demo test test-sqlite test-newest test-postgres test-mysql lint bench bench-s3 docs system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +96,11 @@ docs: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
+
+# StorageFS on S3 (a moto_server) against boto3 itself; BENCH_S3_ARGS=--memory-mb 1024
+# adds the peak memory of a 1 GB upload.
+bench-s3: $(VENV)/.installed
+	$(BIN)/python -m bench.s3 $(BENCH_S3_ARGS)
 
 clean:
 	rm -rf $(VENV) $(NEWEST_VENV) docs/_build .pytest_cache .ruff_cache

@@ -900,7 +900,25 @@ class SessionAuthorizer:
             return None
         return ftp_path_in_home(resolved, self._real_home) or ""
 
+    def _home_path(self, path: str | None) -> str | None:
+        """Filesystem path ``path`` as a path under the account's ``home_dir``.
+
+        pyftpdlib's filesystem is rooted at the home itself; ``StorageFS``
+        is rooted at the storage, where home ``alice`` is ``/alice``, so its
+        paths go through its own ``fs2ftp()`` to the client's path, which
+        the home's rules are written in.
+        """
+        handler = self._handler() if self._handler else None
+        fs = getattr(handler, "fs", None)
+        root = getattr(fs, "root", None)
+        home = self.snapshot.home_dir
+        if path is None or root is None or root == home or not fs.validpath(path):
+            return path
+        ftp_path = fs.fs2ftp(path).lstrip("/")
+        return os.path.join(home, ftp_path) if ftp_path else home
+
     def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
+        path = self._home_path(path)
         snapshot = self.snapshot
         if not snapshot.has_perm(perm, path):
             return False
@@ -916,4 +934,4 @@ class SessionAuthorizer:
 
     def perms_for(self, path: str | None) -> str:
         """The letters that apply at filesystem path ``path`` (for MLSD/MLST facts)."""
-        return self.snapshot.perms_for(path)
+        return self.snapshot.perms_for(self._home_path(path))

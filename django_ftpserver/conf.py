@@ -72,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_UPLOAD_MODE": "standard",
     # Object storage (django_ftpserver.s3): multipart part size and parts in flight.
     "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
-    "FTPSERVER_S3_UPLOAD_THREADS": 4,
+    "FTPSERVER_S3_UPLOAD_THREADS": 3,
     # Live sessions: the cache alias they are published to (None: the
     # lockout cache's, False: not published) and this server's name there.
     "FTPSERVER_SESSIONS_CACHE": None,

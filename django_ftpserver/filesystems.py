@@ -645,6 +645,11 @@ class StorageFS(AbstractedFS):
         self.root = self._home_root(root)
         self._prepare_root()
 
+    @property
+    def can_set_times(self) -> bool:
+        """Whether ``utime()`` (``MFMT``) works: only where a patch provides it."""
+        return getattr(self.utime, "__func__", None) is not StorageFS.utime
+
     def get_storage(self) -> Storage:
         """The storage to serve: ``storage_class()`` when set, else ``storages[storage_alias]``."""
         factory = _static_attribute(self, "storage_class")

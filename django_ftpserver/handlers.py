@@ -660,6 +660,25 @@ class HomeDirMixin:
         super().handle_auth_success(home, password, msg_login)
 
 
+class FilesystemFeaturesMixin:
+    """``FEAT`` lists ``MFMT`` only where the session's filesystem can set times.
+
+    Object storages cannot (S3 sets an object's time itself): a client that
+    sees ``MFMT`` advertised sets the time after every upload and takes the
+    ``550`` as a failed upload (rclone does). Before login the filesystem is
+    not known yet and pyftpdlib's list is kept.
+    """
+
+    def ftp_FEAT(self, line: str) -> Any:
+        if getattr(self.fs, "can_set_times", True):
+            return super().ftp_FEAT(line)
+        self.proto_cmds = {k: v for k, v in type(self).proto_cmds.items() if k != "MFMT"}
+        try:
+            return super().ftp_FEAT(line)
+        finally:
+            del self.proto_cmds
+
+
 class DataConnectionGuardMixin:
     """Every transfer gets a final reply, however early its data connection fails.
 
@@ -734,6 +753,7 @@ class DjangoHandlerMixin(
     HomeDirMixin,
     PreSignalMixin,
     UploadMixin,
+    FilesystemFeaturesMixin,
     DataConnectionGuardMixin,
 ):
     """Everything the app adds to a pyftpdlib control handler, in order.

@@ -25,8 +25,8 @@ Uploads
     (``UploadPartCopy``) when there are at least 5 MiB of them, else read
     them back into the first part.
 Downloads
-    one ranged ``GetObject`` streamed to the client; ``REST`` + ``RETR``
-    starts the range at the offset.
+    ranged ``GetObject`` requests of 8 MiB, two ahead of the client (one
+    request for a smaller file); ``REST`` + ``RETR`` starts at the offset.
 Folders
     a folder is a prefix with something under it; ``MKD`` writes an empty
     ``name/`` marker object so an empty folder shows, ``RMD`` deletes the
@@ -36,7 +36,8 @@ Folders
 
 Keys are the storage's names (``S3Storage``'s ``location`` prefix applied
 by the storage's own ``_normalize_name``), so homes are key prefixes and a
-name the storage refuses is refused here too.
+name the storage refuses is refused here too. Names longer than 255 bytes
+and keys of 1,024 bytes or more are refused (``File name too long``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ MIN_PART_SIZE = 5 * MiB
 MAX_COPY_PART = 5 * 1024 * MiB
 #: S3's limit on the number of parts of one upload.
 MAX_PARTS = 10_000
+#: Longest name (one path segment) served, as on the usual filesystems a
+#: bucket is synced with, and S3's longest key, in UTF-8 bytes.
+MAX_NAME = 255
+MAX_KEY = 1024
 #: A folder rename copies each object; above this many it answers 550.
 FOLDER_RENAME_LIMIT = 1000
 
@@ -126,15 +131,36 @@ def _dir_stat(path: str, mtime: float | None = None) -> PseudoStat:
     )
 
 
+_client_lock = threading.Lock()
+
+
+def shared_client(storage: Any) -> Any:
+    """One boto3 client per storage, shared by every session and upload thread.
+
+    django-storages makes a boto3 session and client per thread, and the
+    server runs each FTP session on a thread of its own: every session
+    would parse S3's service model again (a few tenths of a second of CPU
+    and several MiB). boto3 clients are thread-safe; its connection pool
+    (``max_pool_connections`` in ``client_config``, 10 by default) is then
+    shared too.
+    """
+    client = getattr(storage, "_ftpserver_s3_client", None)
+    if client is None:
+        with _client_lock:
+            client = getattr(storage, "_ftpserver_s3_client", None)
+            if client is None:
+                client = storage.connection.meta.client
+                storage._ftpserver_s3_client = client
+    return client
+
+
 class Bucket:
     """The storage's bucket, client and key naming, for one session."""
 
     def __init__(self, storage: Any) -> None:
         self.storage = storage
         self.name: str = storage.bucket_name
-        # django-storages keeps one client per thread; boto3 clients are
-        # thread-safe, so the upload threads share this session's.
-        self.client = storage.connection.meta.client
+        self.client = shared_client(storage)
 
     def key(self, path: str) -> str:
         """The object key of fs path ``path`` (the storage's ``location`` applied).
@@ -144,7 +170,12 @@ class Bucket:
         ``b``, outside the home. Here a backslash is a character of the key.
         """
         name = storage_name(path)
-        return self.storage._normalize_name(name) if name else self.root_key()
+        if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME for part in name.split("/")):
+            raise _error(errno.ENAMETOOLONG)
+        key = self.storage._normalize_name(name) if name else self.root_key()
+        if len(key.encode("utf-8", "surrogateescape")) >= MAX_KEY:  # room for a folder's "/"
+            raise _error(errno.ENAMETOOLONG)
+        return key
 
     def root_key(self) -> str:
         return (getattr(self.storage, "location", "") or "").strip("/")
@@ -160,20 +191,41 @@ class Bucket:
 
 
 class S3Download(StorageFile):
-    """An object read with one ranged ``GetObject``, streamed.
+    """An object read with ranged ``GetObject`` requests, a few ahead of the client.
 
-    ``seek()`` (pyftpdlib's ``REST`` + ``RETR``) only moves the start of the
-    range: the request is sent at the first ``read()``.
+    The object is read in ranges of ``chunk_size`` bytes, ``ahead`` of them
+    in flight while the client receives the current one (boto3's own
+    downloads do the same), so memory is bounded by ``(ahead + 1)`` ranges.
+    A file of one range is one request. ``seek()`` (``REST`` + ``RETR``)
+    only moves where the first range starts: nothing is asked before the
+    first ``read()``. Every range asks for the version (ETag) looked up
+    when the file was opened, so a file replaced meanwhile fails the
+    transfer instead of mixing two versions.
     """
 
-    def __init__(self, bucket: Bucket, path: str, key: str, size: int, etag: str | None) -> None:
+    def __init__(
+        self,
+        bucket: Bucket,
+        path: str,
+        key: str,
+        size: int,
+        etag: str | None,
+        *,
+        chunk_size: int = 8 * MiB,
+        ahead: int = 2,
+    ) -> None:
         super().__init__(None, path)
         self.bucket = bucket
         self.key = key
         self.size = size
         self.etag = etag
+        self.chunk_size = max(MiB, chunk_size)
+        self.ahead = max(1, ahead)
         self.position = 0
-        self._body: Any = None
+        self._next = 0  # where the next range to ask for starts
+        self._ranges: deque[Future] = deque()
+        self._current = memoryview(b"")
+        self._pool: ThreadPoolExecutor | None = None
         self._closed = False
 
     @property
@@ -187,20 +239,43 @@ class S3Download(StorageFile):
     def fileno(self) -> int:
         raise io.UnsupportedOperation("not a file on disk")
 
+    def _get(self, start: int, end: int) -> bytes:
+        params: dict[str, Any] = {
+            "Bucket": self.bucket.name,
+            "Key": self.key,
+            "Range": f"bytes={start}-{end}",
+        }
+        if self.etag:
+            params["IfMatch"] = self.etag
+        return self.bucket.client.get_object(**params)["Body"].read()
+
+    def _fill(self) -> None:
+        """Keep ``ahead`` ranges asked for past the one being read."""
+        while self._next < self.size and len(self._ranges) < self.ahead:
+            start, end = self._next, min(self.size, self._next + self.chunk_size) - 1
+            self._next = end + 1
+            if self._pool is None:
+                if self._next >= self.size and not self._ranges:
+                    # The whole rest in one range: no thread needed.
+                    done: Future = Future()
+                    done.set_result(self._get(start, end))
+                    self._ranges.append(done)
+                    continue
+                self._pool = ThreadPoolExecutor(self.ahead, thread_name_prefix="s3-download")
+            self._ranges.append(self._pool.submit(self._get, start, end))
+
     def read(self, size: int = -1) -> bytes:
         if self.position >= self.size:
             return b""
-        if self._body is None:
-            params: dict[str, Any] = {
-                "Bucket": self.bucket.name,
-                "Key": self.key,
-                "Range": f"bytes={self.position}-",
-            }
-            if self.etag:
-                # The object replaced meanwhile: fail rather than mix two versions.
-                params["IfMatch"] = self.etag
-            self._body = self.bucket.client.get_object(**params)["Body"]
-        data = self._body.read(None if size is None or size < 0 else size)
+        if not self._current:
+            self._fill()
+            if not self._ranges:
+                return b""
+            self._current = memoryview(self._ranges.popleft().result())
+            self._fill()
+        count = len(self._current) if size is None or size < 0 else size
+        data = bytes(self._current[:count])
+        self._current = self._current[len(data) :]
         self.position += len(data)
         return data
 
@@ -209,22 +284,26 @@ class S3Download(StorageFile):
             offset += self.position
         elif whence == io.SEEK_END:
             offset += self.size
+        offset = max(0, offset)
         if offset != self.position:
-            self._close_body()
-            self.position = max(0, offset)
+            self._drop()
+            self.position = self._next = offset
         return self.position
 
     def tell(self) -> int:
         return self.position
 
-    def _close_body(self) -> None:
-        if self._body is not None:
-            with contextlib.suppress(Exception):  # a half-read stream may fail to close
-                self._body.close()
-            self._body = None
+    def _drop(self) -> None:
+        for future in self._ranges:
+            future.cancel()
+        self._ranges.clear()
+        self._current = memoryview(b"")
 
     def close(self) -> None:
-        self._close_body()
+        self._drop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         self._closed = True
 
 

@@ -309,26 +309,54 @@ def server_factory(transactional_db: None) -> Iterator[Callable[..., RunningServ
             server.stop()
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``@pytest.mark.storages("disk", "s3")``: run the test once per storage.
+
+    ``disk`` is the local filesystem (pyftpdlib's own, homes are directories);
+    ``s3`` is ``StorageFS`` on django-storages' ``S3Storage`` against the
+    session's ``moto_server``, homes being key prefixes (``home`` is then a
+    :class:`tests.s3.S3Path`). Unmarked tests run on disk only.
+    """
+    marker = metafunc.definition.get_closest_marker("storages")
+    if marker is not None and "storage_backend" in metafunc.fixturenames:
+        metafunc.parametrize("storage_backend", marker.args, indirect=True)
+
+
 @pytest.fixture
-def ftp_server(server_factory: Callable[..., RunningServer]) -> RunningServer:
+def storage_backend(request: pytest.FixtureRequest) -> str:
+    """Where the accounts' files live: ``disk`` (default) or ``s3``."""
+    backend = getattr(request, "param", "disk")
+    if backend == "s3":
+        request.getfixturevalue("s3_settings")
+    return backend
+
+
+@pytest.fixture
+def ftp_server(server_factory: Callable[..., RunningServer], storage_backend: str) -> RunningServer:
     return server_factory()
 
 
 @pytest.fixture
-def make_account(transactional_db: None, tmp_path: Path) -> Callable[..., FTPUserAccount]:
+def make_account(
+    transactional_db: None, tmp_path: Path, storage_backend: str
+) -> Callable[..., FTPUserAccount]:
     def make(
         username: str = "alice",
         password: str = PASSWORD,
         permission: str = "elradfmwMT",
         home: Path | None = None,
     ) -> FTPUserAccount:
-        home = home or tmp_path / "homes" / username
-        home.mkdir(parents=True, exist_ok=True)
+        if storage_backend == "s3":
+            home_dir = str(home or username)  # a key prefix in the bucket
+        else:
+            home = home or tmp_path / "homes" / username
+            home.mkdir(parents=True, exist_ok=True)
+            home_dir = str(home)
         user = get_user_model().objects.create_user(username, password=password)
         group, _ = FTPUserGroup.objects.get_or_create(
             name=f"g-{permission}"[:30], defaults={"permission": permission}
         )
-        return FTPUserAccount.objects.create(user=user, group=group, home_dir=str(home))
+        return FTPUserAccount.objects.create(user=user, group=group, home_dir=home_dir)
 
     return make
 
@@ -339,7 +367,12 @@ def account(make_account: Callable[..., FTPUserAccount]) -> FTPUserAccount:
 
 
 @pytest.fixture
-def home(account: FTPUserAccount) -> Path:
+def home(account: FTPUserAccount, storage_backend: str, request: pytest.FixtureRequest) -> Any:
+    """The account's home: a ``Path`` on disk, an ``S3Path`` (same methods) on S3."""
+    if storage_backend == "s3":
+        from .s3 import S3Path
+
+        return S3Path(request.getfixturevalue("s3_bucket"), account.home_dir.strip("/"))
     return Path(account.home_dir)
 
 

@@ -39,7 +39,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -310,3 +310,96 @@ def s3_settings(settings: Any, s3_bucket: S3Bucket, s3_requests: RequestLog) -> 
     }
     settings.FTPSERVER_FILESYSTEM = "django_ftpserver.filesystems.StorageFS"
     return settings
+
+
+@dataclass(frozen=True)
+class S3Path:
+    """A name under an account's home in the bucket, used as tests use ``home / name``.
+
+    ``str()`` is the path ``StorageFS`` reports in signals (``/alice/x``); the
+    methods read and write the bucket directly, as ``Path``'s would the disk.
+    """
+
+    bucket: S3Bucket
+    key: str  # without a trailing slash; "" for the bucket's root
+
+    def __truediv__(self, name: str) -> S3Path:
+        return S3Path(self.bucket, f"{self.key}/{name}".strip("/"))
+
+    def __str__(self) -> str:
+        return "/" + self.key
+
+    def __fspath__(self) -> str:
+        return str(self)
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> S3Path:
+        return S3Path(self.bucket, self.key.rsplit("/", 1)[0] if "/" in self.key else "")
+
+    def relative_to(self, other: S3Path) -> PurePosixPath:
+        return PurePosixPath(self.key).relative_to(other.key)
+
+    def rglob(self, pattern: str) -> Iterator[S3Path]:
+        """Everything under this folder (``pattern`` must be ``*``): files and folders."""
+        assert pattern == "*"
+        found = set()
+        for key in self.bucket.keys(self._prefix()):
+            parts = key[len(self._prefix()) :].rstrip("/").split("/")
+            for depth in range(1, len(parts) + 1):
+                found.add("/".join(parts[:depth]))
+        return iter([self / name for name in sorted(found) if name])
+
+    def read_bytes(self) -> bytes:
+        return self.bucket.get(self.key)
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode()
+
+    def write_bytes(self, data: bytes) -> int:
+        self.bucket.put(self.key, data)
+        return len(data)
+
+    def write_text(self, text: str) -> int:
+        return self.write_bytes(text.encode())
+
+    def is_file(self) -> bool:
+        return self.key in self.bucket.keys(self.key)
+
+    def is_dir(self) -> bool:
+        return any(key.startswith(self.key + "/") for key in self.bucket.keys(self.key + "/"))
+
+    def exists(self) -> bool:
+        return self.is_file() or self.is_dir()
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        self.bucket.put(self.key + "/")
+
+    def _prefix(self) -> str:
+        return self.key + "/" if self.key else ""
+
+    def resolve(self) -> S3Path:
+        return self
+
+    def is_relative_to(self, other: S3Path) -> bool:
+        return self.key == other.key or self.key.startswith(other._prefix())
+
+    def iterdir(self) -> Iterator[S3Path]:
+        names = set()
+        for key in self.bucket.keys(self._prefix()):
+            name = key[len(self._prefix()) :].split("/", 1)[0]
+            if name:
+                names.add(name)
+        return iter([self / name for name in sorted(names)])
+
+    def stat(self) -> Any:
+        head = self.bucket.client().head_object(Bucket=self.bucket.name, Key=self.key)
+
+        class _Stat:
+            st_size = head["ContentLength"]
+            st_mtime = head["LastModified"].timestamp()
+
+        return _Stat()

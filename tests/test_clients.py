@@ -25,6 +25,7 @@ def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed (make system-deps)")
+@pytest.mark.storages("disk", "s3")
 def test_curl_session(ftp_server, home, recorder, tmp_path):
     data = _payload(300_000)
     source = tmp_path / "up.bin"
@@ -63,6 +64,7 @@ def test_curl_session(ftp_server, home, recorder, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("lftp") is None, reason="lftp is not installed (make system-deps)")
+@pytest.mark.storages("disk", "s3")
 def test_lftp_session(ftp_server, home, recorder, tmp_path):
     data = _payload(1_000_000)
     (tmp_path / "local.bin").write_bytes(data)
@@ -190,3 +192,33 @@ def test_ftps_listing_an_empty_directory(ftps_server, tls_files, home):
         assert lines == []
         assert ftps.nlst() == []
     ftps.quit()
+
+
+@pytest.mark.storages("disk", "s3")
+@pytest.mark.skipif(shutil.which("rclone") is None, reason="rclone is not installed")
+def test_rclone_sync_session(ftp_server, home, account, tmp_path):
+    """rclone: make a folder, copy a tree into it, check, rename, purge."""
+    local = tmp_path / "tree"
+    (local / "deep").mkdir(parents=True)
+    (local / "a.bin").write_bytes(_payload(2_000_000))
+    (local / "deep" / "b.txt").write_bytes(b"bee")
+    password = _run(["rclone", "obscure", PASSWORD]).stdout.strip()
+    remote = f":ftp,host=127.0.0.1,port={ftp_server.port},user=alice,pass={password}:"
+    env = {**os.environ, "RCLONE_CONFIG": str(tmp_path / "rclone.conf")}
+
+    def rclone(*args: str) -> subprocess.CompletedProcess:
+        done = _run(["rclone", "--retries", "1", "--low-level-retries", "1", *args], env=env)
+        assert done.returncode == 0, (args, done.stderr)
+        return done
+
+    rclone("mkdir", remote + "backup")
+    rclone("copy", str(local), remote + "backup")
+    assert (home / "backup" / "a.bin").read_bytes() == (local / "a.bin").read_bytes()
+    assert (home / "backup" / "deep" / "b.txt").read_bytes() == b"bee"
+    rclone("check", "--size-only", str(local), remote + "backup")
+    listing = rclone("lsf", "-R", remote + "backup").stdout.split()
+    assert sorted(listing) == ["a.bin", "deep/", "deep/b.txt"]
+    rclone("moveto", remote + "backup/deep/b.txt", remote + "backup/c.txt")
+    assert (home / "backup" / "c.txt").read_bytes() == b"bee"
+    rclone("purge", remote + "backup")
+    assert not (home / "backup").exists()

@@ -238,6 +238,7 @@ def test_size_and_mdtm(client: ftplib.FTP, alice_home: Path) -> None:
 
 def test_mfmt_sets_the_time(client: ftplib.FTP, alice_home: Path) -> None:
     upload(client, "f.txt", b"x")
+    assert "MFMT" in client.sendcmd("FEAT").split()
     assert client.sendcmd("MFMT 20200913122640 f.txt").startswith("213")
     assert os.path.getmtime(alice_home / "f.txt") == 1_600_000_000
 

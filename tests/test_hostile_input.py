@@ -8,7 +8,6 @@ path commands.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .conftest import RawClient, RunningServer
+
+# The same session on the local disk and on S3 (StorageFS on a moto_server).
+pytestmark = pytest.mark.storages("disk", "s3")
 
 
 @pytest.fixture
@@ -127,6 +129,7 @@ def escape_link(home: Path, outside: Path) -> Path:
     return link
 
 
+@pytest.mark.storages("disk")  # symlinks
 def test_symlink_out_of_the_home_is_refused(raw, escape_link, outside):
     before = snapshot(outside)
     for command in (
@@ -263,7 +266,8 @@ def test_random_paths(raw, home, outside, command, path):
     assert code < 300 or code >= 500, (command, raw_path, code, text)
     assert b"top secret" not in text
     assert snapshot(outside) == before_outside
-    assert os.listdir(home.parent) == [home.name]  # nothing written next to the home
+    # Nothing written next to the home.
+    assert [sibling.name for sibling in home.parent.iterdir()] == [home.name]
     # Whatever happened, the session answers and can go back to the root.
     assert raw.send(b"NOOP")[0] == 200
     assert raw.send(b"CWD /")[0] == 250

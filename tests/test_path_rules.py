@@ -7,6 +7,7 @@ import io
 import threading
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -26,6 +27,10 @@ from django_ftpserver.permissions import (
 )
 
 from .conftest import PASSWORD
+from .s3 import S3Path
+
+# The same session on the local disk and on S3 (StorageFS on a moto_server).
+pytestmark = pytest.mark.storages("disk", "s3")
 
 # --- the rules, without Django
 
@@ -141,14 +146,24 @@ def staff(db) -> FTPUserGroup:
 
 
 @pytest.fixture
-def staff_account(staff: FTPUserGroup, tmp_path: Path) -> FTPUserAccount:
-    home = tmp_path / "homes" / "carol"
+def carol_home(tmp_path: Path, storage_backend: str, request: pytest.FixtureRequest) -> Any:
+    """carol's home: a directory, or the prefix ``carol`` in the bucket."""
+    if storage_backend == "s3":
+        home: Any = S3Path(request.getfixturevalue("s3_bucket"), "carol")
+    else:
+        home = tmp_path / "homes" / "carol"
     (home / "incoming").mkdir(parents=True)
     (home / "reports").mkdir()
     (home / "reports" / "q1.txt").write_bytes(b"quarter one")
     (home / "notes.txt").write_bytes(b"my notes")
+    return home
+
+
+@pytest.fixture
+def staff_account(staff: FTPUserGroup, carol_home: Any) -> FTPUserAccount:
     user = get_user_model().objects.create_user("carol", password=PASSWORD)
-    return FTPUserAccount.objects.create(user=user, group=staff, home_dir=str(home))
+    home_dir = carol_home.key if isinstance(carol_home, S3Path) else str(carol_home)
+    return FTPUserAccount.objects.create(user=user, group=staff, home_dir=home_dir)
 
 
 def test_model_has_perm_with_ftp_and_filesystem_paths(staff_account):
@@ -225,8 +240,8 @@ def retr(ftp: ftplib.FTP, path: str) -> bytes:
     return out.getvalue()
 
 
-def test_home_is_read_write(carol, staff_account):
-    home = Path(staff_account.home_dir)
+def test_home_is_read_write(carol, staff_account, carol_home):
+    home = carol_home
     carol.storbinary("STOR mine.txt", io.BytesIO(b"mine"))
     assert retr(carol, "mine.txt") == b"mine"
     assert "notes.txt" in carol.nlst()
@@ -236,8 +251,8 @@ def test_home_is_read_write(carol, staff_account):
     assert (home / "sub").is_dir()
 
 
-def test_incoming_is_write_only(carol, staff_account):
-    home = Path(staff_account.home_dir)
+def test_incoming_is_write_only(carol, staff_account, carol_home):
+    home = carol_home
     carol.storbinary("STOR /incoming/upload.txt", io.BytesIO(b"dropped"))
     assert (home / "incoming" / "upload.txt").read_bytes() == b"dropped"
     assert _refused(retr, carol, "/incoming/upload.txt").startswith("550")
@@ -251,8 +266,8 @@ def test_incoming_is_write_only(carol, staff_account):
     assert carol.voidcmd("NOOP").startswith("200")
 
 
-def test_reports_is_read_only(carol, staff_account):
-    home = Path(staff_account.home_dir)
+def test_reports_is_read_only(carol, staff_account, carol_home):
+    home = carol_home
     assert retr(carol, "/reports/q1.txt") == b"quarter one"
     assert carol.nlst("/reports") == ["/reports/q1.txt"] or carol.nlst("/reports") == ["q1.txt"]
     carol.cwd("/reports")
@@ -268,8 +283,8 @@ def test_reports_is_read_only(carol, staff_account):
     assert (home / "reports" / "q1.txt").read_bytes() == b"quarter one"
 
 
-def test_parent_of_a_rule_cannot_be_renamed(ftp_server, staff, staff_account):
-    home = Path(staff_account.home_dir)
+def test_parent_of_a_rule_cannot_be_renamed(ftp_server, staff, staff_account, carol_home):
+    home = carol_home
     (home / "data" / "reports").mkdir(parents=True)
     FTPPathRule.objects.create(group=staff, path="/data/reports", permission="elr")
     client = ftp_server.connect("carol")
@@ -287,7 +302,7 @@ def test_account_rule_overrides_the_group_rule(ftp_server, staff, staff_account,
     assert _refused(client.delete, "/reports/q2.txt").startswith("550")
     client.quit()
     # Another member of the group keeps the group's read-only rule.
-    other = make_account("dave", home=Path(staff_account.home_dir))
+    other = make_account("dave", home=Path(staff_account.home_dir))  # noqa
     other.group = staff
     other.save()
     client = ftp_server.connect("dave")
@@ -295,8 +310,9 @@ def test_account_rule_overrides_the_group_rule(ftp_server, staff, staff_account,
     client.quit()
 
 
-def test_symlink_into_a_read_only_place_is_read_only(carol, staff_account):
-    home = Path(staff_account.home_dir)
+@pytest.mark.storages("disk")  # symlinks
+def test_symlink_into_a_read_only_place_is_read_only(carol, staff_account, carol_home):
+    home = carol_home
     (home / "shortcut").symlink_to(home / "reports")
     assert retr(carol, "/shortcut/q1.txt") == b"quarter one"
     assert _refused(carol.storbinary, "STOR /shortcut/x.txt", io.BytesIO(b"x")).startswith("550")

@@ -379,6 +379,22 @@ def test_download_is_one_ranged_get(
     assert s3_requests.operations() == ["ListObjectsV2", "GetObject"]
 
 
+def test_large_download_is_read_in_ranges_ahead(
+    client: ftplib.FTP, s3_bucket: S3Bucket, s3_requests: RequestLog
+) -> None:
+    data = payload(17 * MiB + 5, seed=9)
+    s3_bucket.put("alice/large.bin", data)
+    client.voidcmd("TYPE I")
+    s3_requests.clear()
+    out = io.BytesIO()
+    client.retrbinary("RETR large.bin", out.write)
+    assert out.getvalue() == data
+    assert s3_requests.count("GetObject") == 3  # 8 + 8 + 1 MiB
+    out = io.BytesIO()
+    client.retrbinary("RETR large.bin", out.write, rest=9 * MiB + 1)
+    assert out.getvalue() == data[9 * MiB + 1 :]
+
+
 def test_rest_retr_resumes_from_the_offset(client: ftplib.FTP, s3_bucket: S3Bucket) -> None:
     data = payload(2 * MiB + 11, seed=8)
     s3_bucket.put("alice/resume.bin", data)
@@ -501,3 +517,12 @@ def test_homes_are_prefixes_and_nothing_reaches_outside(
     assert s3_bucket.get("top.txt") == b"root"
     assert s3_bucket.keys("alice/") == ["alice/secret.txt"]
     bob.quit()
+
+
+def test_mfmt_is_not_advertised(client: ftplib.FTP, s3_bucket: S3Bucket) -> None:
+    """S3 sets objects' times itself; clients that see MFMT would fail every upload."""
+    features = client.sendcmd("FEAT").split()
+    assert "MFMT" not in features and "MDTM" in features
+    s3_bucket.put("alice/t.txt", b"x")
+    with pytest.raises(ftplib.error_perm, match="550 Changing times is not supported"):
+        client.sendcmd("MFMT 20200913122640 t.txt")

@@ -16,6 +16,9 @@ from django_ftpserver.handlers import DjangoFTPHandler
 
 from .conftest import PASSWORD, SIGNAL_NAMES
 
+# The same session on the local disk and on S3 (StorageFS on a moto_server).
+pytestmark = pytest.mark.storages("disk", "s3")
+
 
 def _quit(ftp: ftplib.FTP) -> None:
     try:
