@@ -394,7 +394,9 @@ class SessionTrackingMixin:
         return super().pre_process_command(line, cmd, arg)
 
     def _on_dtp_close(self) -> None:
-        channel = self.data_channel
+        # pyftpdlib's close() deletes data_channel: a data connection that
+        # closes after its control connection finds no attribute at all.
+        channel = getattr(self, "data_channel", None)
         if channel is not None:
             self._bytes_received_done += channel.tot_bytes_received
             self._bytes_sent_done += channel.tot_bytes_sent

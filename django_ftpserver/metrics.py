@@ -264,7 +264,9 @@ class MetricsMixin:
     # --- data connections: bytes once per connection, transfers once each
 
     def _on_dtp_close(self) -> None:
-        channel = self.data_channel
+        # pyftpdlib's close() deletes data_channel: a data connection that
+        # closes after its control connection finds no attribute at all.
+        channel = getattr(self, "data_channel", None)
         if channel is not None and self._metrics is not None:
             self._metric_received += channel.tot_bytes_received
             self._metric_sent += channel.tot_bytes_sent

@@ -35,6 +35,9 @@ _READ_SIZE = 262144
 #: Ciphertext taken from OpenSSL at most at once, to send.
 _WRITE_SIZE = 262144
 
+#: The header of a TLS record: type, version, length (2 bytes).
+_HEADER_SIZE = 5
+
 _ffi = SSL._ffi
 _lib = SSL._lib
 
@@ -66,6 +69,7 @@ class DataConnection(SSL.Connection):
         self._held = b""  # the session tickets, until something else is sent
         self._sock_error: OSError | None = None
         self._sock_eof = False
+        self._record = bytearray()  # a handshake record read in part
         #: The peer's close_notify came in a read that returned data too:
         #: the socket may stay silent now, so the caller must act on it.
         self.close_notify_pending = False
@@ -116,6 +120,45 @@ class DataConnection(SSL.Connection):
             self._sock_eof = True
             return False
         self.bio_write(data)
+        return True
+
+    def _fill_record(self) -> bool:
+        """Give OpenSSL the socket's next TLS record, and nothing after it; True if any.
+
+        For the handshake. A client may send its first data, even its
+        ``close_notify``, right behind its last handshake record (ftplib's
+        short uploads do), so they can all wait in the socket at once. Read
+        in one go, the records after the handshake would sit in OpenSSL's
+        memory buffer with nothing left in the socket to wake the poller:
+        the upload would never be read, the client would wait for the
+        server's ``close_notify``, and the STOR would never be answered.
+        Read record by record (as OpenSSL reads a socket of its own), the
+        handshake ends with the rest still in the socket, readable.
+        """
+        if self._sock_eof or self._sock_error is not None:
+            return False
+        record = self._record
+        if len(record) < _HEADER_SIZE:
+            want = _HEADER_SIZE - len(record)
+        else:
+            want = _HEADER_SIZE + int.from_bytes(record[3:5], "big") - len(record)
+        try:
+            data = self._sock.recv(want)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            self._sock_error = exc
+            return False
+        if not data:
+            self._sock_eof = True
+            return False
+        record += data
+        if len(record) < _HEADER_SIZE:
+            return True
+        complete = len(record) == _HEADER_SIZE + int.from_bytes(record[3:5], "big")
+        if complete or record[0] & 0x80:  # (or no TLS record: OpenSSL's to refuse)
+            self.bio_write(bytes(record))
+            record.clear()
         return True
 
     def _flush(self) -> bool:
@@ -171,7 +214,7 @@ class DataConnection(SSL.Connection):
             except SSL.WantReadError:
                 if not self._flush():
                     raise SSL.WantWriteError() from None
-                if self._fill(_READ_SIZE):
+                if self._fill_record():
                     continue
                 self._raise_socket_state()
                 raise

@@ -21,7 +21,10 @@ an ``.rst`` page, in order, and runs them in a scratch directory:
   after it promises its output.
 
 Fixed FTP ports on the page are replaced by a free one, so that the page
-can show ``2121`` and the test never collides with anything.
+can show ``2121`` and the test never collides with anything. A free port
+number is only free when it was picked: with ``server_ports``, each server
+start picks its own (the commands that follow use it), and a server that
+found its port taken meanwhile is started again on another one.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import signal
 import subprocess
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +43,8 @@ DIRECTIVE = re.compile(r"^\.\. code-block:: (\w+)\s*$")
 FILE_HEADER = re.compile(r"^# ([\w./-]+\.\w+)$")
 PRINTS = re.compile(r"^which prints ``(.+?)``")
 CURL_ERROR = re.compile(r"^curl: \(\d+\) ")
+# What ``manage.py ftpserver`` says when its port is taken (``describe_bind_error``).
+ADDRESS_IN_USE = re.compile(r"cannot listen on \S+: .*\(another process listens there\)")
 
 
 @dataclass
@@ -169,6 +174,10 @@ class Reader:
     servers: list[Server] = field(default_factory=list)
     skip: tuple[re.Pattern[str], ...] = ()
     timeout: float = 120
+    #: Called at each server start for a fresh ``port_map`` (None: keep one map).
+    server_ports: Callable[[], dict[str, str]] | None = None
+    #: Starts of one server on fresh ports before its port's being taken fails.
+    port_attempts: int = 5
 
     def substitute(self, text: str) -> str:
         for shown, real in self.port_map.items():
@@ -194,15 +203,15 @@ class Reader:
         if any(pattern.search(command.text) for pattern in self.skip):
             self.skipped.append(command.text)
             return
+        self.ran.append(command.text)
+        if "manage.py ftpserver" in command.text:
+            self.start_server(command)
+            return
         text = self.substitute(command.text)
         expected = [self.substitute(line) for line in command.expected]
-        self.ran.append(command.text)
         if re.fullmatch(r"cd (\S+)", text):
             self.cwd = (self.cwd / text.split()[1]).resolve()
             assert self.cwd.is_dir(), f"{command.text}: no such directory"
-            return
-        if "manage.py ftpserver" in text:
-            self.start_server(text, expected)
             return
         result = self.run(["bash", "-c", text])
         output = result.stdout + result.stderr
@@ -225,8 +234,30 @@ class Reader:
             timeout=self.timeout,
         )
 
-    def start_server(self, text: str, expected: list[str]) -> None:
+    def start_server(self, command: Command) -> None:
+        """Start ``command``'s server in the background, on fresh ports if asked."""
         self.finish_server()
+        for attempt in range(1, self.port_attempts + 1):
+            if self.server_ports is not None:
+                self.port_map = self.server_ports()
+            text = self.substitute(command.text)
+            expected = [self.substitute(line) for line in command.expected]
+            server = self._start_server(text, expected)
+            try:
+                server.wait_for(["Serving ..."], self.timeout, f"$ {text}")
+            except AssertionError:
+                # Another process took the free port between its pick and
+                # the bind: that is the machine, not the page; pick again.
+                taken = server.process.poll() is not None and ADDRESS_IN_USE.search(server.output())
+                if taken and self.server_ports is not None and attempt < self.port_attempts:
+                    self.servers.remove(server)
+                    continue
+                raise
+            break
+        # SIGINT stops it cleanly only once the runner has installed its handler.
+        server.wait_for(["Quit the server with ..."], self.timeout, f"$ {text}")
+
+    def _start_server(self, text: str, expected: list[str]) -> Server:
         log = self.cwd / f".server-{len(self.servers)}.log"
         with log.open("w") as out:
             process = subprocess.Popen(
@@ -239,9 +270,7 @@ class Reader:
             )
         server = Server(process, log, expected)
         self.servers.append(server)
-        server.wait_for(["Serving ..."], self.timeout, f"$ {text}")
-        # SIGINT stops it cleanly only once the runner has installed its handler.
-        server.wait_for(["Quit the server with ..."], self.timeout, f"$ {text}")
+        return server
 
     def finish_server(self) -> None:
         """Check the running server printed all it promised, then stop it."""

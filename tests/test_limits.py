@@ -92,6 +92,20 @@ def test_new_limits_from_settings_and_options(server_factory, settings):
     assert server.runner.server.max_pre_login == 0  # no share of its own
 
 
+def test_a_one_connection_server_admits_one_client_not_logged_in(server_factory, account):
+    """80 % of 1 is no slot at all: the share never goes below one connection."""
+    server = server_factory(**{"max-connections": 1})
+    assert server.runner.server.max_pre_login == 1
+    client = welcome(server)
+    try:
+        with pytest.raises(ftplib.error_temp, match="^421 Too many connections"):
+            welcome(server)
+        client.login(account.user.username, PASSWORD)
+        assert client.pwd() == "/"
+    finally:
+        client.close()
+
+
 def test_options_win_over_settings(settings):
     settings.FTPSERVER_MAX_CONNECTIONS = 5
     settings.FTPSERVER_MAX_CONNECTIONS_PER_IP = 1

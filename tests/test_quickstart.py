@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,8 @@ import pytest
 from . import doc_console
 from .db_servers import free_port
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 PAGE = DOCS / "quickstart.rst"
 END = "The example project"  # what follows is make demo, run by test_example_project
 
@@ -53,7 +56,10 @@ def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     reader = doc_console.Reader(
         cwd=tmp_path,
         env=doc_console.reader_env(str(Path(sys.executable).parent)),
-        port_map={"2121": str(free_port())},
+        port_map={},
+        # Each of the page's three servers on a port of its own, picked at
+        # its start: one picked once may be taken by the time the next starts.
+        server_ports=lambda: {"2121": str(free_port())},
         skip=INSTALL,
     )
     reader.run_page(page_blocks())
@@ -66,3 +72,42 @@ def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     assert all(server.process.returncode == 0 for server in reader.servers), [
         server.output() for server in reader.servers
     ]
+
+
+def test_a_server_whose_port_was_taken_starts_again_on_another(tmp_path: Path) -> None:
+    """A port taken between its pick and the server's bind is picked again."""
+    (tmp_path / "manage.py").write_text(
+        textwrap.dedent(
+            f"""\
+            import os, sys
+            sys.path.insert(0, {str(ROOT)!r})
+            os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+            from django.core.management import execute_from_command_line
+            execute_from_command_line(sys.argv)
+            """
+        )
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = [str(taken.getsockname()[1]), str(free_port())]
+        reader = doc_console.Reader(
+            cwd=tmp_path,
+            env=doc_console.reader_env(str(Path(sys.executable).parent)),
+            port_map={},
+            server_ports=lambda: {"2121": ports.pop(0)},
+        )
+        page = textwrap.dedent(
+            """\
+            .. code-block:: console
+
+               $ python manage.py ftpserver 127.0.0.1:2121
+               ...
+               Serving FTP on 127.0.0.1:2121
+            """
+        )
+        reader.run_page(doc_console.blocks(page))
+    assert not ports
+    assert len(reader.servers) == 1
+    assert reader.servers[0].process.returncode == 0, reader.servers[0].output()
+    assert f"Serving FTP on 127.0.0.1:{reader.port_map['2121']}" in reader.servers[0].output()

@@ -476,6 +476,12 @@ def test_receivers_keep_their_order_on_their_session_thread(ftp_server, make_acc
 
 
 def test_a_refused_client_is_answered_off_the_accepting_thread(ftp_server, make_account, recorder):
+    """A refused client's 421 may come from the loop; its receivers never run there.
+
+    docs/signals.rst ("Where receivers run"): receivers run on a session
+    thread, and a slow one delays only its own session; docs/performance.rst:
+    the accepting thread runs no Django code.
+    """
     ftp_server.runner.server.max_cons = 1
     first = ftp_server.connect()
     refused = ftplib.FTP()
