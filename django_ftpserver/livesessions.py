@@ -95,21 +95,9 @@ def get_cache() -> BaseCache | None:
 
 def cache_is_process_local() -> bool:
     """Whether sessions go to a cache only this process sees (other processes' are missing)."""
-    from django.conf import settings
-    from django.utils.module_loading import import_string
+    from .lockout import alias_is_process_local
 
-    alias = cache_alias()
-    config = settings.CACHES.get(alias) if alias else None
-    if config is None:
-        return False
-    try:
-        backend = import_string(config["BACKEND"])
-    except (ImportError, KeyError):
-        return False
-    from django.core.cache.backends.dummy import DummyCache
-    from django.core.cache.backends.locmem import LocMemCache
-
-    return issubclass(backend, (LocMemCache, DummyCache))
+    return alias_is_process_local(cache_alias())
 
 
 PROCESS_LOCAL_WARNING = (

@@ -82,19 +82,19 @@ def get_cache() -> BaseCache:
     return caches[conf.LOCKOUT_CACHE]
 
 
-def cache_is_process_local() -> bool:
-    """Tell whether the lockout cache lives in this process's memory only.
+def alias_is_process_local(alias: str | None) -> bool:
+    """Tell whether the cache ``alias`` lives in this process's memory only.
 
-    Django's default cache (``LocMemCache``) is one per process: each server
-    process then counts failures on its own, and the lockout commands, run
-    in a process of their own, see nothing.
+    ``LocMemCache`` (Django's default) and ``DummyCache`` are one per
+    process. A missing or broken alias answers False: the settings checks
+    report it on their own.
     """
     from django.conf import settings
     from django.utils.module_loading import import_string
 
-    config = settings.CACHES.get(conf.LOCKOUT_CACHE)
+    config = settings.CACHES.get(alias) if alias else None
     if config is None:
-        return False  # reported by check_settings()
+        return False
     try:
         backend = import_string(config["BACKEND"])
     except (ImportError, KeyError):
@@ -103,6 +103,16 @@ def cache_is_process_local() -> bool:
     from django.core.cache.backends.locmem import LocMemCache
 
     return issubclass(backend, (LocMemCache, DummyCache))
+
+
+def cache_is_process_local() -> bool:
+    """Tell whether the lockout cache lives in this process's memory only.
+
+    Django's default cache (``LocMemCache``) is one per process: each server
+    process then counts failures on its own, and the lockout commands, run
+    in a process of their own, see nothing.
+    """
+    return alias_is_process_local(conf.LOCKOUT_CACHE)
 
 
 PROCESS_LOCAL_WARNING = (
