@@ -5,6 +5,7 @@ import pytest
 
 from .test_path_rules import (  # noqa: F401  (fixtures and tests collected again here)
     carol,
+    carol_home,
     staff,
     staff_account,
     test_incoming_is_write_only,
