@@ -28,10 +28,12 @@ $(VENV)/.installed: pyproject.toml $(BIN)/python
 
 # Client programs and headers the tests use (lftp, curl and rclone for the
 # client matrix, the MySQL client library for mysqlclient, Chromium and its
-# driver for the admin's browser test). Installed with apt-get when missing
-# and root.
+# driver for the admin's browser test), and Graphviz's dot for the module
+# diagram of docs/architecture.rst. Installed with apt-get when missing and
+# root.
 system-deps:
 	@missing=""; \
+	command -v dot >/dev/null || missing="$$missing graphviz"; \
 	command -v lftp >/dev/null || missing="$$missing lftp"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v rclone >/dev/null || missing="$$missing rclone"; \
