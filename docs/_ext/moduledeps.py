@@ -336,11 +336,7 @@ def setup(app: Any) -> dict[str, Any]:
         """``.. module-graph::`` (``:packages:`` for one box per subpackage)."""
 
         has_content = False
-        option_spec = {
-            "packages": directives.flag,
-            "alt": directives.unchanged,
-            "caption": directives.unchanged,
-        }
+        option_spec = {"packages": directives.flag, "alt": directives.unchanged}
 
         def run(self) -> list[Any]:
             modules = read_package()
@@ -359,12 +355,9 @@ def setup(app: Any) -> dict[str, Any]:
             docname = current.docname if current is not None else self.env.docname
             node["options"] = {"docname": docname}
             node["alt"] = self.options.get("alt", "modules of django_ftpserver and their imports")
-            if "caption" not in self.options:
-                return [node]
-            figure = nodes.figure("", node)
-            parsed, _ = self.state.inline_text(self.options["caption"], self.lineno)
-            figure += nodes.caption(self.options["caption"], "", *parsed)
-            return [figure]
+            box = nodes.container(classes=["module-graph"])
+            box += node
+            return [box]
 
     class ModuleIndex(SphinxDirective):
         """``.. module-index::``: a table of every module and the first line of its docstring."""
@@ -418,6 +411,11 @@ def setup(app: Any) -> dict[str, Any]:
         message = inliner.reporter.warning(f":src:`{text}`: {problem}", line=lineno)
         return [node], [message]
 
+    def add_static(app: Any) -> None:
+        app.config.html_static_path.append(str(Path(__file__).parent / "static"))
+
+    app.connect("builder-inited", add_static)
+    app.add_css_file("moduledeps.css")
     app.setup_extension("sphinx.ext.graphviz")
     app.add_directive("module-graph", ModuleGraph)
     app.add_directive("module-index", ModuleIndex)
