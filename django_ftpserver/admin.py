@@ -1,3 +1,5 @@
+"""The admin: FTP groups and accounts with their path rules and quotas, and the live sessions."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,3 +1,5 @@
+"""The app's ``AppConfig``: 1.0's AutoField ids, and the system checks registered at start."""
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
