@@ -418,6 +418,44 @@ def test_atomic_mode_cut_upload_leaves_the_old_object(
 
 
 @pytest.mark.parametrize("mode", ["standard", "atomic"])
+def test_upload_cut_over_quota_keeps_the_old_object(
+    mode: str,
+    settings: Any,
+    s3_server: RunningServer,
+    transactional_db: None,
+    s3_bucket: S3Bucket,
+    recorder: Any,
+) -> None:
+    """On disk a STOR over the quota truncated the file; on S3 the old object is intact."""
+    from django.utils import timezone
+
+    settings.FTPSERVER_UPLOAD_MODE = mode
+    account = make_storage_account()
+    FTPUserAccount.objects.filter(pk=account.pk).update(
+        quota_bytes=1000, used_bytes=3, used_files=1, usage_counted_at=timezone.now()
+    )
+    s3_bucket.put("alice/q.bin", b"old")
+    ftp = s3_server.connect("alice")
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd("STOR q.bin")
+    try:
+        conn.sendall(b"n" * 5000)
+    except OSError:
+        pass  # the server cut the data connection: the reply says why
+    finally:
+        conn.close()
+    with pytest.raises(ftplib.error_perm, match="^552"):
+        ftp.voidresp()
+    assert recorder.wait("ftp_quota_exceeded")[0]["ftp_path"] == "/q.bin"
+    assert s3_bucket.keys() == ["alice/q.bin"]
+    assert s3_bucket.get("alice/q.bin") == b"old"
+    assert s3_bucket.multipart_uploads() == []
+    account.refresh_from_db()
+    assert (account.used_bytes, account.used_files) == (3, 1)
+    ftp.quit()
+
+
+@pytest.mark.parametrize("mode", ["standard", "atomic"])
 @pytest.mark.parametrize("existing_size", [100, 6 * MiB])
 def test_append(
     mode: str,
