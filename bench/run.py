@@ -884,7 +884,7 @@ def counting_cost_per_command() -> float:
 
     from pyftpdlib.handlers import FTPHandler
 
-    from django_ftpserver.metrics import MetricsMixin, ServerMetrics
+    from django_ftpserver.ops.metrics import MetricsMixin, ServerMetrics
 
     class Base:
         def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
@@ -922,7 +922,7 @@ def counting_cost_per_transfer() -> float:
 
     from pyftpdlib.handlers import FTPHandler
 
-    from django_ftpserver.metrics import MetricsMixin, ServerMetrics
+    from django_ftpserver.ops.metrics import MetricsMixin, ServerMetrics
 
     class Base:
         data_channel = None

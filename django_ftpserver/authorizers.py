@@ -50,10 +50,10 @@ from pyftpdlib.authorizers import AuthenticationFailed, AuthorizerError
 from pyftpdlib.handlers import FTPHandler
 
 from . import dispatch, models, signals
+from .auth.permissions import PathRules, ftp_path_in_home
+from .auth.workers import DatabaseWorkers, default_size, on_worker
 from .conf import conf
-from .permissions import PathRules, ftp_path_in_home
-from .quotas import Limits
-from .workers import DatabaseWorkers, default_size, on_worker
+from .policy.quotas import Limits
 
 logger = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     # "standard" (write into the file named) or "atomic" (write beside it,
     # move into place when complete); see uploads.py.
     "FTPSERVER_UPLOAD_MODE": "standard",
-    # Object storage (django_ftpserver.s3): multipart part size and parts in flight.
+    # Object storage (django_ftpserver.storage.s3): multipart part size and parts in flight.
     "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
     "FTPSERVER_S3_UPLOAD_THREADS": 3,
     # Live sessions: the cache alias they are published to (None: the

@@ -24,7 +24,7 @@ too): ``FileSystemStorage`` has real directories, real files (``sendfile``
 for downloads, writes straight into the file, renames with ``os.rename``);
 django-storages' ``S3Storage`` is served through its boto3 client, listings
 from ``ListObjectsV2`` pages and uploads as multipart uploads
-(``django_ftpserver.s3``); the Google Cloud storages treat any prefix with
+(``django_ftpserver.storage.s3``); the Google Cloud storages treat any prefix with
 something under it as a directory. A patch may be named by its dotted path
 in ``StorageFS.patches``, imported on first use.
 
@@ -579,7 +579,7 @@ class ObjectStoragePatch(StoragePatch):
     including an empty ``prefix/`` marker object. One ``exists()`` call tells
     a file, a prefix listing a directory, so no parent listing is needed.
     Untested against a real endpoint: django-storages' ``S3Storage`` has its
-    own patch (``django_ftpserver.s3``).
+    own patch (``django_ftpserver.storage.s3``).
     """
 
     patch_methods = ("_kind",)
@@ -624,8 +624,8 @@ class StorageFS(AbstractedFS):
     storage_class: Callable[[], Storage] | None = None
     patches: dict[str, type[StoragePatch] | str] = {
         "FileSystemStorage": FileSystemStoragePatch,
-        "S3Boto3Storage": "django_ftpserver.s3.S3Boto3StoragePatch",
-        "S3Storage": "django_ftpserver.s3.S3Boto3StoragePatch",  # django-storages 1.14+
+        "S3Boto3Storage": "django_ftpserver.storage.s3.S3Boto3StoragePatch",
+        "S3Storage": "django_ftpserver.storage.s3.S3Boto3StoragePatch",  # django-storages 1.14+
         "DjangoGCloudStorage": DjangoGCloudStoragePatch,  # django-gcloud-storage
         "GoogleCloudStorage": GoogleCloudStoragePatch,  # django-storages
     }
@@ -1121,7 +1121,7 @@ def _static_attribute(obj: object, name: str) -> Any:
 def __getattr__(name: str) -> Any:
     """``S3Boto3StoragePatch`` from its own module (which needs django-storages)."""
     if name == "S3Boto3StoragePatch":
-        from .s3 import S3Boto3StoragePatch
+        from .storage.s3 import S3Boto3StoragePatch
 
         return S3Boto3StoragePatch
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

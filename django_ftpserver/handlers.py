@@ -37,16 +37,17 @@ from pyftpdlib.handlers.ftp.producers import BufferedIteratorProducer
 from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED
 from pyftpdlib.utils import strerror
 
-from . import dispatch, lockout, signals
+from . import dispatch, signals
+from .auth import lockout
+from .auth.loginloop import LoginLoopMixin
+from .auth.permissions import climbs_above_root
 from .conf import conf
+from .connections.limits import LoginLimitsMixin, note_refusal
+from .connections.proxyprotocol import ProxiedPassiveDTP, ProxyProtocolHandlerMixin, client_ip
 from .dispatch import signal_sender_of
-from .limits import LoginLimitsMixin, note_refusal
-from .loginloop import LoginLoopMixin
-from .permissions import climbs_above_root
-from .prechecks import PreSignalMixin
-from .proxyprotocol import ProxiedPassiveDTP, ProxyProtocolHandlerMixin, client_ip
-from .replies import ClientRepliesMixin
-from .uploads import UploadDTPMixin, UploadMixin
+from .handler.prechecks import PreSignalMixin
+from .handler.replies import ClientRepliesMixin
+from .policy.uploads import UploadDTPMixin, UploadMixin
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ try:
     from OpenSSL import SSL
     from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 
-    from .tlsdata import DataConnection
+    from .handler.tlsdata import DataConnection
 
     HAS_TLS = True
 except ImportError:  # pragma: no cover - pyOpenSSL is a dependency

@@ -35,13 +35,15 @@ from typing import Any
 from pyftpdlib.ioloop import IOLoop, timer
 from pyftpdlib.servers import FTPServer, ThreadedFTPServer
 
-from . import dispatch, livesessions, lockout, signals, utils
+from . import dispatch, signals, utils
+from .auth import lockout
+from .auth.loginloop import LoginLoopMixin
+from .auth.workers import DatabaseWorkers
 from .conf import conf
+from .connections.limits import LIMIT_RANGES, AddressCounts, RefusalLog, address_key, limit_problem
+from .connections.proxyprotocol import HeaderReader, ProxiedSocket, ProxyHeader, TrustedProxies
 from .handlers import throttled_dtp_handler
-from .limits import LIMIT_RANGES, AddressCounts, RefusalLog, address_key, limit_problem
-from .loginloop import LoginLoopMixin
-from .proxyprotocol import HeaderReader, ProxiedSocket, ProxyHeader, TrustedProxies
-from .workers import DatabaseWorkers
+from .ops import sessions as livesessions
 
 logger = logging.getLogger(__name__)
 
@@ -934,8 +936,8 @@ class FTPServerRunner:
     @staticmethod
     def _operations_server(server: Any, address: tuple[str, int]) -> Any:
         """Count the server's events; bind /metrics, /healthz and /readyz on ``address``."""
-        from .metrics import ServerMetrics, with_metrics
-        from .opsserver import OperationsServer
+        from .ops.http import OperationsServer
+        from .ops.metrics import ServerMetrics, with_metrics
 
         try:
             metrics = ServerMetrics(known_commands=server.handler.proto_cmds)

@@ -21,7 +21,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
-from django_ftpserver import checks, livesessions
+from django_ftpserver import checks
+from django_ftpserver.ops import sessions as livesessions
 
 from .conftest import RawClient, wait_until
 from .test_lockout_redis import processes, redis_prefix  # noqa: F401 - fixtures

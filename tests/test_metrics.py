@@ -22,7 +22,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from django_ftpserver import health
+from django_ftpserver.ops import health
 
 from .conftest import PASSWORD, RawClient, try_login, wait_until
 

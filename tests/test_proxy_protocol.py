@@ -26,14 +26,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_ftpserver import checks
-from django_ftpserver.handlers import DjangoFTPHandler
-from django_ftpserver.proxyprotocol import (
+from django_ftpserver.connections.proxyprotocol import (
     ProxyProtocolError,
     TrustedProxies,
     client_ip,
     header_length,
     parse,
 )
+from django_ftpserver.handlers import DjangoFTPHandler
 from django_ftpserver.server import ConfigError, FTPServerConfig
 
 from .conftest import PASSWORD, RawClient, wait_until
@@ -388,7 +388,7 @@ def test_lockout_counts_the_client_not_the_balancer(
     assert LOCKED in via(v2(("203.0.113.7", 2)))  # v1 or v2: the same client
     assert via(v1(("203.0.113.8", 1))).startswith("230")  # another client behind the balancer
     assert via(v2(command=0x0)).startswith("230")  # the balancer itself
-    from django_ftpserver import lockout
+    from django_ftpserver.auth import lockout
 
     assert lockout.is_locked("203.0.113.7") and not lockout.is_locked("127.0.0.1")
 

@@ -24,9 +24,9 @@ from django.db.backends.signals import connection_created
 from django.test import override_settings
 
 from django_ftpserver import handlers, signals
+from django_ftpserver.auth.workers import DatabaseWorkers
 from django_ftpserver.authorizers import AccountLookup, AccountSnapshot, PasswordCache
 from django_ftpserver.models import FTPPathRule, FTPUserAccount
-from django_ftpserver.workers import DatabaseWorkers
 
 from .conftest import PASSWORD, RunningServer, wait_until
 from .hashers import CountingHasher

@@ -58,8 +58,8 @@ from typing import TYPE_CHECKING, Any
 
 from pyftpdlib.filesystems import FilesystemError
 
-from .conf import conf
-from .filesystems import (
+from ..conf import conf
+from ..filesystems import (
     DIR,
     FILE,
     PseudoStat,
@@ -70,9 +70,10 @@ from .filesystems import (
 )
 
 if TYPE_CHECKING:
-    from .filesystems import StorageFS
+    from ..filesystems import StorageFS
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.s3")
 
 __all__ = ["S3Boto3StoragePatch", "S3Download", "S3Upload", "MIN_PART_SIZE"]
 

@@ -29,7 +29,7 @@ from typing import Any
 from pyftpdlib.authorizers import AuthorizerError
 from pyftpdlib.ioloop import timer
 
-from . import signals
+from .. import signals
 
 #: Values of the ``result`` label of ``ftpserver_logins_total``.
 LOGIN_RESULTS = ("ok", "bad_password", "unknown_user", "locked_out", "refused", "error")

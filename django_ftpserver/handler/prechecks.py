@@ -25,11 +25,13 @@ from pyftpdlib.authorizers import AuthenticationFailed, AuthorizerError
 from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.utils import strerror
 
-from . import policy, signals
-from .dispatch import signal_sender_of
-from .policy import Refusal
+from .. import signals
+from ..dispatch import signal_sender_of
+from ..policy import presignals as policy
+from ..policy.presignals import Refusal
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.prechecks")
 
 
 class PreSignalMixin:

@@ -39,9 +39,10 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
-from .conf import conf
+from ..conf import conf
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.livesessions")
 
 KEY_PREFIX = "django_ftpserver:sessions"
 _INDEX_KEY = f"{KEY_PREFIX}:servers"
@@ -95,7 +96,7 @@ def get_cache() -> BaseCache | None:
 
 def cache_is_process_local() -> bool:
     """Whether sessions go to a cache only this process sees (other processes' are missing)."""
-    from .lockout import alias_is_process_local
+    from ..auth.lockout import alias_is_process_local
 
     return alias_is_process_local(cache_alias())
 
@@ -284,7 +285,7 @@ class SessionPublisher:
             logger.warning("could not remove this server's FTP sessions from the cache: %s", exc)
 
     def _run(self) -> None:
-        from . import dispatch
+        from .. import dispatch
 
         try:
             while True:

@@ -51,7 +51,7 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
-from .conf import conf
+from ..conf import conf
 
 KEY_PREFIX = "django_ftpserver:lockout"
 _INDEX_KEY = f"{KEY_PREFIX}:index"

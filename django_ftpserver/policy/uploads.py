@@ -40,10 +40,12 @@ from typing import Any
 from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.utils import strerror
 
-from . import quotas, signals
-from .conf import conf
+from .. import signals
+from ..conf import conf
+from . import quotas
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.uploads")
 
 #: Temporary files of atomic uploads are named ``<PREFIX><random><SUFFIX>``.
 TEMPORARY_PREFIX = ".ftp-upload-"

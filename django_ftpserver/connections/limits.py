@@ -37,9 +37,10 @@ from typing import Any
 
 from pyftpdlib.ioloop import timer
 
-from .lockout import normalize_address
+from ..auth.lockout import normalize_address
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.limits")
 
 #: The range of each limit: name -> (least, most or None).
 LIMIT_RANGES: dict[str, tuple[int, int | None]] = {
