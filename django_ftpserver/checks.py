@@ -154,8 +154,8 @@ def check_tls_files(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
                 id="django_ftpserver.E004",
             )
         ]
-    from .server import ConfigError
-    from .server import check_tls_files as load
+    from .runner import ConfigError
+    from .runner import check_tls_files as load
 
     try:
         load(os.fspath(certfile), os.fspath(keyfile) if keyfile else None)

@@ -34,7 +34,7 @@ from django_ftpserver.connections.proxyprotocol import (
     parse,
 )
 from django_ftpserver.handlers import DjangoFTPHandler
-from django_ftpserver.server import ConfigError, FTPServerConfig
+from django_ftpserver.runner import ConfigError, FTPServerConfig
 
 from .conftest import PASSWORD, RawClient, wait_until
 from .proxy_headers import connect_raw, proxied_ftp, tlv, v1, v2
@@ -583,7 +583,7 @@ def test_command_refuses_a_bad_trusted_entry(settings):
 
 
 def test_server_class_without_support_is_refused(settings):
-    from django_ftpserver.server import FTPServerRunner
+    from django_ftpserver.runner import FTPServerRunner
 
     settings.FTPSERVER_PROXY_PROTOCOL_TRUSTED = ["127.0.0.1"]
     config = FTPServerConfig(host="127.0.0.1", port=0, server_class="pyftpdlib.servers.FTPServer")
