@@ -215,7 +215,7 @@ def test_cache_keys_use_a_random_key_per_process():
 
 def test_cache_entries_expire(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr("django_ftpserver.authorizers.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("django_ftpserver.auth.passwords.time.monotonic", lambda: now[0])
     cache = PasswordCache()
     key = cache.key("alice", PASSWORD)
     cache.store(key, ("fingerprint",), timeout=300)
