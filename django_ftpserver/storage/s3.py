@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 from pyftpdlib.filesystems import FilesystemError
 
 from ..conf import conf
-from ..filesystems import (
+from .base import (
     DIR,
     FILE,
     PseudoStat,
@@ -70,7 +70,7 @@ from ..filesystems import (
 )
 
 if TYPE_CHECKING:
-    from ..filesystems import StorageFS
+    from .fs import StorageFS
 
 # Named as before the module moved into its package: LOGGING configs name it.
 logger = logging.getLogger("django_ftpserver.s3")
