@@ -476,7 +476,7 @@ class FTPServerRunner:
 
 
 def _stamp_heartbeat(server: Any) -> None:
-    """Runs on the accepting loop: the loop turned (``health.liveness``)."""
+    """Runs on the accepting loop: the loop turned (``ops.health.liveness``)."""
     server.loop_heartbeat = time.monotonic()
 
 

@@ -55,7 +55,7 @@ class DjangoFTPServer(ThreadedFTPServer):
     """A thread per logged-in session; the accepting loop serves the rest.
 
     Until it sends its password, a session is served on the accepting
-    thread's loop (see ``loginloop``); from then on, by a thread of its own
+    thread's loop (see ``auth.loginloop``); from then on, by a thread of its own
     for as long as it lasts.
     A thread whose session ended waits ``thread_idle_timeout`` seconds for
     the next one before ending: starting a thread costs the accepting thread
@@ -81,10 +81,10 @@ class DjangoFTPServer(ThreadedFTPServer):
     * ``max_cons`` counts sessions (not threads) exactly: pyftpdlib's
       threaded server compares its count of sessions with ``<=`` and so let
       one more in;
-    * ``max_cons_per_ip`` counts IPv6 clients per /64 (``limits.AddressCounts``);
+    * ``max_cons_per_ip`` counts IPv6 clients per /64 (``connections.limits.AddressCounts``);
     * connections not logged in may take at most
       ``max_pre_login_percent`` of ``max_cons``; the rest is kept for
-      sessions that logged in (see ``limits``);
+      sessions that logged in (see ``connections.limits``);
     * refusals are logged as warnings at most once a minute per limit
       (``refusals``), and refused clients are answered on the accepting
       loop when the handler allows it, without a thread each.
@@ -96,13 +96,13 @@ class DjangoFTPServer(ThreadedFTPServer):
     #: Seconds a session thread with nothing to serve waits before ending.
     thread_idle_timeout = 60.0
 
-    #: The server's ``metrics.ServerMetrics`` when metrics are on (``--metrics``).
+    #: The server's ``ops.metrics.ServerMetrics`` when metrics are on (``--metrics``).
     metrics: Any = None
 
-    #: The ``livesessions.SessionRegistry`` of the open sessions, when published.
+    #: The ``ops.sessions.SessionRegistry`` of the open sessions, when published.
     session_registry: Any = None
 
-    #: ``time.monotonic()`` of the accepting loop's last turn (``health.liveness``).
+    #: ``time.monotonic()`` of the accepting loop's last turn (``ops.health.liveness``).
     loop_heartbeat: float | None = None
 
     #: Longest sleep of an idle session's loop. Shutdown wakes the loops
@@ -250,7 +250,7 @@ class DjangoFTPServer(ThreadedFTPServer):
         # Counted before the new session's thread exists.
         return self._map_len() < self.max_cons
 
-    #: Peers allowed to send a PROXY protocol header (``proxyprotocol``);
+    #: Peers allowed to send a PROXY protocol header (``connections.proxyprotocol``);
     #: empty: none, every connection is served as coming from its peer.
     proxy_protocol: TrustedProxies = TrustedProxies(())
     #: Seconds a trusted peer has to send its whole PROXY header.
@@ -263,7 +263,7 @@ class DjangoFTPServer(ThreadedFTPServer):
         self._accept_session(sock, addr)
 
     def _read_proxy_header(self, sock: Any, addr: Any) -> None:
-        """Serve ``sock`` once its PROXY header named the client (see ``proxyprotocol``).
+        """Serve ``sock`` once its PROXY header named the client (``connections.proxyprotocol``).
 
         The header is read on this loop, before any handler exists: the
         client's address then holds from the very first thing the server
@@ -413,7 +413,7 @@ class DjangoFTPServer(ThreadedFTPServer):
             resume()  # on the new loop, for the time left
 
     def _login_on_loop(self, handler: Any) -> bool:
-        """Whether ``handler``'s session starts on this loop (see ``loginloop``)."""
+        """Whether ``handler``'s session starts on this loop (see ``auth.loginloop``)."""
         cls = type(handler)
         if not isinstance(handler, LoginLoopMixin) or not cls.can_serve_on_loop():
             return False
@@ -425,7 +425,7 @@ class DjangoFTPServer(ThreadedFTPServer):
         return isinstance(handler, LoginLoopMixin) and type(handler).can_serve_on_loop()
 
     def move_to_thread(self, handler: Any) -> None:
-        """Serve ``handler``'s session on a thread from now on (see ``loginloop``).
+        """Serve ``handler``'s session on a thread from now on (see ``auth.loginloop``).
 
         Called on this server's loop, between two polls, once the session
         sent ``PASS``. With the app's authorizer, the ``PASS`` runs on one of

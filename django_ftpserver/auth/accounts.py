@@ -35,7 +35,7 @@ class AccountSnapshot:
     home_dir: str
     permission: str
     rules: PathRules | None = None
-    #: The account's quota (``quotas.Limits``), None when nothing limits it.
+    #: The account's quota (``policy.quotas.Limits``), None when nothing limits it.
     limits: Limits | None = None
 
     @classmethod

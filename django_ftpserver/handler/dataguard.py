@@ -60,7 +60,7 @@ class DataConnectionGuardMixin:
             file.close()
             name = file.name
             upload = getattr(self, "_upload", None)
-            if upload is not None and upload.file is file:  # see uploads.UploadMixin
+            if upload is not None and upload.file is file:  # see policy.uploads.UploadMixin
                 self.finish_upload(upload, False)
                 name = upload.target
             self.respond(reply, logfun=logger.info)

@@ -20,7 +20,7 @@ logger = logging.getLogger("django_ftpserver.handlers")
 class LoginGuardMixin:
     """Brute-force protection at login.
 
-    * A client whose address is locked out (``lockout.py``) is refused at
+    * A client whose address is locked out (``auth.lockout``) is refused at
       ``PASS`` before its password is looked at, so guessing costs the
       server no hashing, and is disconnected.
     * A refused password counts against the address at once. pyftpdlib

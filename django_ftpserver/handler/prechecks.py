@@ -1,6 +1,6 @@
 """The handler side of the pre-operation signals (``ftp_pre_*``).
 
-``PreSignalMixin`` asks the receivers (see ``policy.py``) before the
+``PreSignalMixin`` asks the receivers (see ``policy.presignals``) before the
 operation runs, after pyftpdlib's own permission check: a refused command
 gets ``550 reason`` and changes nothing, and since the reply is not the
 success reply, no after-signal is sent for it either.
