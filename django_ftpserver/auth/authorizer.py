@@ -69,10 +69,10 @@ class LoginFailed(AuthenticationFailed):
 
 def _get_personate_user_class() -> type:
     if os.name == "nt":  # pragma: no cover
-        from . import _windows
+        from .. import _windows
 
         return _windows.WindowsPersonateUser
-    from . import _unix
+    from .. import _unix
 
     return _unix.UnixPersonateUser
 
