@@ -6,8 +6,8 @@ access and remembers the value until Django's ``setting_changed`` signal
 says a setting changed: a login reads several of them, and a read through
 Django's lazy settings costs more than a dictionary lookup. Nothing is
 written back into the project's settings. Command-line options of
-``manage.py ftpserver`` win over these values; that precedence lives in the
-command, not here.
+``manage.py ftpserver`` win over these values by one rule,
+:func:`option_or_setting`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_TLS_CONTROL_REQUIRED": True,
     "FTPSERVER_TLS_DATA_REQUIRED": True,
     "FTPSERVER_TLS_REQUIRE_SESSION_REUSE": False,
-    # Brute-force lockout (see lockout.py); FAILURES = 0 turns it off.
+    # Brute-force lockout (see auth/lockout.py); FAILURES = 0 turns it off.
     "FTPSERVER_LOCKOUT_FAILURES": 10,
     "FTPSERVER_LOCKOUT_WINDOW": 900,
     "FTPSERVER_LOCKOUT_DURATION": 900,
@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     # Limits; None keeps the handler's or server's own value (pyftpdlib's
     # defaults: 512 connections, 3 login attempts, no bandwidth limit).
     "FTPSERVER_MAX_CONNECTIONS": None,
-    # Connections before login (see limits.py and docs/security.rst for
+    # Connections before login (see connections/limits.py and docs/security.rst for
     # the reasoning behind each default); 0 turns the first two off.
     "FTPSERVER_MAX_CONNECTIONS_PER_IP": 50,
     "FTPSERVER_LOGIN_TIMEOUT": 60,
@@ -63,12 +63,12 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_CREATE_HOME_DIRS": False,
     # Operations endpoint (/metrics, /healthz, /readyz): "HOST:PORT" or None.
     "FTPSERVER_METRICS_ADDRESS": None,
-    # PROXY protocol (see proxyprotocol.py): the balancers allowed to send
+    # PROXY protocol (see connections/proxyprotocol.py): the balancers allowed to send
     # a header; empty turns it off.
     "FTPSERVER_PROXY_PROTOCOL_TRUSTED": (),
     "FTPSERVER_PROXY_PROTOCOL_TIMEOUT": 5,
     # "standard" (write into the file named) or "atomic" (write beside it,
-    # move into place when complete); see uploads.py.
+    # move into place when complete); see policy/uploads.py.
     "FTPSERVER_UPLOAD_MODE": "standard",
     # Object storage (django_ftpserver.storage.s3): multipart part size and parts in flight.
     "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
@@ -103,6 +103,26 @@ def get(name: str) -> Any:
         # value may be the one from before.
         if generation == _generation:
             _values[name] = value
+    return value
+
+
+def option_or_setting(value: Any, name: str) -> Any:
+    """``value`` when it was given, else setting ``name`` (or its default).
+
+    The one rule by which an option of ``manage.py ftpserver`` wins over
+    the setting of the same meaning. "Not given" is what argparse leaves
+    for an option left off: ``None``, ``False`` (a flag such as
+    ``--sendfile``) or ``""``. Anything else is given, 0 included:
+    ``--timeout 0`` turns the idle timeout off and must not read as
+    "use the setting". Compared by identity, as ``0 == False``.
+
+    It lives here rather than in the command because the fallback is a
+    settings read, and settings are read in this module only: whoever
+    else builds a server from options (a project's own command, a test)
+    gets the same precedence by calling it.
+    """
+    if value is None or value is False or value == "":
+        return get(name)
     return value
 
 
