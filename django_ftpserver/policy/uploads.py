@@ -22,7 +22,7 @@ server-side copy of every upload. ``writes_atomically`` promises that
 ``open(path, "wb")`` replaces ``path`` only when the file is closed after a
 complete transfer, and leaves it as it was otherwise.
 
-**Quotas** (``quotas.py``). An upload of an account with a limit holds a
+**Quotas** (``policy/quotas.py``). An upload of an account with a limit holds a
 reservation in the process's ledger: each read of the data channel checks
 that the account's usage, plus what every upload of the account in this
 process has received so far, stays within the limit; the one crossing it

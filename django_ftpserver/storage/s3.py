@@ -590,7 +590,7 @@ class S3Boto3StoragePatch(StoragePatch):
         """Patch ``fs``; it writes atomically, and its storage's client gets made now.
 
         ``writes_atomically`` lets ``FTPSERVER_UPLOAD_MODE = "atomic"`` write
-        straight to the final key (see ``uploads.py``). Making the boto3
+        straight to the final key (see ``policy/uploads.py``). Making the boto3
         client parses S3's service model, about 0.2 s of CPU once per
         process: begun on a thread of its own at the first login, it is
         ready by the time the session's first command needs the bucket
