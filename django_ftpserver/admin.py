@@ -51,6 +51,9 @@ class AccountPathRuleInline(GroupPathRuleInline):
 @admin.register(models.FTPUserGroup)
 class FTPUserGroupAdmin(admin.ModelAdmin):
     list_display = ("name", "permission", "home_dir", "quota_bytes", "quota_files")
+    # In the form's order: the model lists the fields it inherits
+    # (models.QuotaFields) first.
+    fields = ("name", "permission", "home_dir", "quota_bytes", "quota_files")
     search_fields = ("name",)
     inlines = [GroupPathRuleInline]
 

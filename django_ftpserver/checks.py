@@ -62,6 +62,39 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _setting_error(name: str, problem: str, hint: str, check_id: str) -> Error:
+    """The error for setting ``name``: its name, then what is wrong (``problem``)."""
+    return Error(f"{name} {problem}.", hint=hint, id=f"django_ftpserver.{check_id}")
+
+
+def _number_setting(
+    name: str,
+    check_id: str,
+    hint: str,
+    *,
+    optional: bool = False,
+    typed: bool = False,
+    **bounds: Any,
+) -> list[CheckMessage]:
+    """The error (if any) for a numeric setting outside ``bounds`` (see ``utils.number_problem``).
+
+    ``optional``: ``None`` (the setting's "keep pyftpdlib's value") is fine.
+    ``typed``: check the value as ``conf`` converts it for the code that
+    uses it (``int()`` for the S3 sizes), so a value that code accepts is
+    not reported.
+    """
+    value = _setting(name)
+    if value is None and optional:
+        return []
+    if typed:
+        try:
+            value = getattr(conf, name.removeprefix("FTPSERVER_"))
+        except (TypeError, ValueError):
+            return [_setting_error(name, f"must be a whole number, not {value!r}", hint, check_id)]
+    problem = utils.number_problem(value, **bounds)
+    return [_setting_error(name, problem, hint, check_id)] if problem else []
+
+
 @register(TAG)
 def check_class_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E001: every class setting names something importable."""
@@ -198,26 +231,20 @@ def check_address(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
 @register(TAG)
 def check_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E006/E007: timeouts are numbers of seconds, not negative."""
-    errors: list[CheckMessage] = []
-    timeout = _setting("FTPSERVER_TIMEOUT")
-    if timeout is not None and not (_is_number(timeout) and timeout >= 0):
-        errors.append(
-            Error(
-                f"FTPSERVER_TIMEOUT must be 0 or more seconds, not {timeout!r}.",
-                hint="Seconds a client may stay idle, e.g. 300; None keeps pyftpdlib's default.",
-                id="django_ftpserver.E006",
-            )
-        )
-    cache = _setting("FTPSERVER_AUTH_CACHE_TIMEOUT")
-    if not (_is_number(cache) and cache >= 0):
-        errors.append(
-            Error(
-                f"FTPSERVER_AUTH_CACHE_TIMEOUT must be 0 or more seconds, not {cache!r}.",
-                hint="Seconds a verified password is remembered, e.g. 300; 0 disables it.",
-                id="django_ftpserver.E007",
-            )
-        )
-    return errors
+    return _number_setting(
+        "FTPSERVER_TIMEOUT",
+        "E006",
+        "Seconds a client may stay idle, e.g. 300; None keeps pyftpdlib's default.",
+        optional=True,
+        minimum=0,
+        unit="seconds",
+    ) + _number_setting(
+        "FTPSERVER_AUTH_CACHE_TIMEOUT",
+        "E007",
+        "Seconds a verified password is remembered, e.g. 300; 0 disables it.",
+        minimum=0,
+        unit="seconds",
+    )
 
 
 @register(TAG)
@@ -227,12 +254,12 @@ def check_upload_mode(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
     if value in conf_module.UPLOAD_MODES:
         return []
     return [
-        Error(
-            f"FTPSERVER_UPLOAD_MODE must be one of {', '.join(conf_module.UPLOAD_MODES)}, "
-            f"not {value!r}.",
-            hint='"standard" writes into the file named; "atomic" moves the file into '
+        _setting_error(
+            "FTPSERVER_UPLOAD_MODE",
+            f"must be one of {', '.join(conf_module.UPLOAD_MODES)}, not {value!r}",
+            '"standard" writes into the file named; "atomic" moves the file into '
             "place once complete.",
-            id="django_ftpserver.E009",
+            "E009",
         )
     ]
 
@@ -259,25 +286,21 @@ def check_masquerade_address(app_configs: Any = None, **kwargs: Any) -> list[Che
 @register(TAG, Tags.security)
 def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E013: each connection limit is a whole number in its range (``limits.LIMIT_RANGES``)."""
-    from .limits import LIMIT_RANGES, limit_problem
+    from .limits import LIMIT_RANGES
 
     errors: list[CheckMessage] = []
-    for name in LIMIT_RANGES:
-        setting = f"FTPSERVER_{name.upper()}"
-        value = _setting(setting)
-        if value is None:
-            continue  # pyftpdlib's own value
-        problem = limit_problem(name, value)
-        if problem:
-            errors.append(
-                Error(
-                    f"{setting} {problem}.",
-                    hint="0 turns a limit off, except FTPSERVER_MAX_LOGIN_ATTEMPTS (1 or "
-                    "more) and FTPSERVER_MAX_PRE_LOGIN_PERCENT (1 to 100); see "
-                    "docs/security.rst for the defaults and how to tune them.",
-                    id="django_ftpserver.E013",
-                )
-            )
+    for name, (least, most) in LIMIT_RANGES.items():
+        errors += _number_setting(
+            f"FTPSERVER_{name.upper()}",
+            "E013",
+            "0 turns a limit off, except FTPSERVER_MAX_LOGIN_ATTEMPTS (1 or "
+            "more) and FTPSERVER_MAX_PRE_LOGIN_PERCENT (1 to 100); see "
+            "docs/security.rst for the defaults and how to tune them.",
+            optional=True,  # pyftpdlib's own value
+            minimum=least,
+            maximum=most,
+            whole=True,
+        )
     return errors
 
 
@@ -306,16 +329,14 @@ def check_proxy_protocol(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                 id="django_ftpserver.E011",
             )
         )
-    timeout = _setting("FTPSERVER_PROXY_PROTOCOL_TIMEOUT")
-    if not (_is_number(timeout) and timeout > 0):
-        errors.append(
-            Error(
-                f"FTPSERVER_PROXY_PROTOCOL_TIMEOUT must be more than 0 seconds, not {timeout!r}.",
-                hint="Seconds a trusted proxy has to send its header, e.g. 5.",
-                id="django_ftpserver.E012",
-            )
-        )
-    return errors
+    return errors + _number_setting(
+        "FTPSERVER_PROXY_PROTOCOL_TIMEOUT",
+        "E012",
+        "Seconds a trusted proxy has to send its header, e.g. 5.",
+        minimum=0,
+        above=True,
+        unit="seconds",
+    )
 
 
 def is_loopback(host: Any) -> bool:
@@ -462,10 +483,11 @@ def check_metrics_address(app_configs: Any = None, **kwargs: Any) -> list[CheckM
         parse_address(value)
     except ValueError as exc:
         return [
-            Error(
-                f"FTPSERVER_METRICS_ADDRESS: {exc}.",
-                hint="e.g. '127.0.0.1:9100', or '0.0.0.0:9100' for a scraper on another host.",
-                id="django_ftpserver.E030",
+            _setting_error(
+                "FTPSERVER_METRICS_ADDRESS",
+                f"is not HOST:PORT: {exc}",
+                "e.g. '127.0.0.1:9100', or '0.0.0.0:9100' for a scraper on another host.",
+                "E030",
             )
         ]
     try:
@@ -486,35 +508,22 @@ def check_s3_uploads(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     """E020: S3 multipart uploads need parts of at least 5 MiB and at least one thread."""
     from .s3 import MIN_PART_SIZE
 
-    errors: list[CheckMessage] = []
-    try:
-        part_size = conf.S3_PART_SIZE
-        threads = conf.S3_UPLOAD_THREADS
-    except (TypeError, ValueError) as exc:
-        return [
-            Error(
-                f"FTPSERVER_S3_PART_SIZE / FTPSERVER_S3_UPLOAD_THREADS must be integers: {exc}",
-                hint="For example FTPSERVER_S3_PART_SIZE = 16 * 1024 * 1024.",
-                id="django_ftpserver.E020",
-            )
-        ]
-    if part_size < MIN_PART_SIZE:
-        errors.append(
-            Error(
-                f"FTPSERVER_S3_PART_SIZE is {part_size}; S3 refuses parts under 5 MiB.",
-                hint=f"Use at least {MIN_PART_SIZE} (5 MiB); the default is 8 MiB.",
-                id="django_ftpserver.E020",
-            )
-        )
-    if threads < 1:
-        errors.append(
-            Error(
-                f"FTPSERVER_S3_UPLOAD_THREADS is {threads}; an upload needs at least one.",
-                hint="Use 1 or more; each adds one part of memory per upload.",
-                id="django_ftpserver.E020",
-            )
-        )
-    return errors
+    return _number_setting(
+        "FTPSERVER_S3_PART_SIZE",
+        "E020",
+        f"S3 refuses parts under 5 MiB: use at least {MIN_PART_SIZE}; the default is 8 MiB "
+        "(e.g. FTPSERVER_S3_PART_SIZE = 16 * 1024 * 1024).",
+        typed=True,
+        minimum=MIN_PART_SIZE,
+        whole=True,
+    ) + _number_setting(
+        "FTPSERVER_S3_UPLOAD_THREADS",
+        "E020",
+        "An upload needs at least one; each adds one part of memory per upload.",
+        typed=True,
+        minimum=1,
+        whole=True,
+    )
 
 
 @register(TAG)

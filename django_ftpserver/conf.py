@@ -6,8 +6,8 @@ access and remembers the value until Django's ``setting_changed`` signal
 says a setting changed: a login reads several of them, and a read through
 Django's lazy settings costs more than a dictionary lookup. Nothing is
 written back into the project's settings. Command-line options of
-``manage.py ftpserver`` win over these values; that precedence lives in the
-command, not here.
+``manage.py ftpserver`` win over these values by one rule,
+:func:`option_or_setting`.
 """
 
 from __future__ import annotations
@@ -103,6 +103,26 @@ def get(name: str) -> Any:
         # value may be the one from before.
         if generation == _generation:
             _values[name] = value
+    return value
+
+
+def option_or_setting(value: Any, name: str) -> Any:
+    """``value`` when it was given, else setting ``name`` (or its default).
+
+    The one rule by which an option of ``manage.py ftpserver`` wins over
+    the setting of the same meaning. "Not given" is what argparse leaves
+    for an option left off: ``None``, ``False`` (a flag such as
+    ``--sendfile``) or ``""``. Anything else is given, 0 included:
+    ``--timeout 0`` turns the idle timeout off and must not read as
+    "use the setting". Compared by identity, as ``0 == False``.
+
+    It lives here rather than in the command because the fallback is a
+    settings read, and settings are read in this module only: whoever
+    else builds a server from options (a project's own command, a test)
+    gets the same precedence by calling it.
+    """
+    if value is None or value is False or value == "":
+        return get(name)
     return value
 
 

@@ -38,6 +38,7 @@ from typing import Any
 from pyftpdlib.ioloop import timer
 
 from .lockout import normalize_address
+from .utils import number_problem
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +57,7 @@ LIMIT_RANGES: dict[str, tuple[int, int | None]] = {
 def limit_problem(name: str, value: Any) -> str | None:
     """Why ``value`` cannot be limit ``name`` (see ``LIMIT_RANGES``), or None."""
     least, most = LIMIT_RANGES[name]
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < least
-        or (most is not None and value > most)
-    ):
-        wanted = f"from {least} to {most}" if most is not None else f"{least} or more"
-        return f"must be a whole number, {wanted}, not {value!r}"
-    return None
+    return number_problem(value, minimum=least, maximum=most, whole=True)
 
 
 def address_key(address: str) -> str:

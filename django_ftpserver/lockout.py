@@ -51,6 +51,7 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
+from . import conf as conf_module
 from .conf import conf
 
 KEY_PREFIX = "django_ftpserver:lockout"
@@ -128,9 +129,7 @@ def check_settings() -> list[str]:
     errors = []
     for name in ("FAILURES", "WINDOW", "DURATION"):
         setting = f"FTPSERVER_LOCKOUT_{name}"
-        value = getattr(settings, setting, None)
-        if value is None:
-            continue
+        value = conf_module.get(setting)  # raw: conf.LOCKOUT_* would int() a bad value
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             errors.append(f"{setting} must be a whole number, 0 or more, not {value!r}")
         elif name != "FAILURES" and value == 0:

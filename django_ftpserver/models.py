@@ -32,7 +32,29 @@ def permission_error(permission: str) -> str | None:
     return None
 
 
-class FTPUserGroup(models.Model):
+class QuotaFields(models.Model):
+    """The quota fields, the same on a group and on an account.
+
+    Empty (``None``) means something different on each: no limit on a
+    group, the group's quota on an account (see :meth:`FTPUserAccount.get_limits`).
+    So each model words the help texts with :meth:`word_quota_help`, called
+    right after its class; the fields' type, label and options live here once.
+    """
+
+    quota_bytes = models.PositiveBigIntegerField(_("Quota (bytes)"), null=True, blank=True)
+    quota_files = models.PositiveIntegerField(_("Quota (files)"), null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def word_quota_help(cls, quota_bytes: str, quota_files: str) -> None:
+        """Set this model's help texts of the quota fields (each model has its own copy)."""
+        cls._meta.get_field("quota_bytes").help_text = quota_bytes
+        cls._meta.get_field("quota_files").help_text = quota_files
+
+
+class FTPUserGroup(QuotaFields):
     """A set of FTP accounts sharing permissions and a home directory."""
 
     name = models.CharField(_("Group name"), max_length=30, unique=True)
@@ -53,18 +75,6 @@ class FTPUserGroup(models.Model):
         blank=True,
         help_text=_("'{username}' is replaced by the account's username."),
     )
-    quota_bytes = models.PositiveBigIntegerField(
-        _("Quota (bytes)"),
-        null=True,
-        blank=True,
-        help_text=_("Most bytes each account of the group may store. Empty or 0: no limit."),
-    )
-    quota_files = models.PositiveIntegerField(
-        _("Quota (files)"),
-        null=True,
-        blank=True,
-        help_text=_("Most files each account of the group may store. Empty or 0: no limit."),
-    )
 
     class Meta:
         verbose_name = _("FTP user group")
@@ -81,7 +91,13 @@ class FTPUserGroup(models.Model):
             raise ValidationError({"permission": error})
 
 
-class FTPUserAccount(models.Model):
+FTPUserGroup.word_quota_help(
+    _("Most bytes each account of the group may store. Empty or 0: no limit."),
+    _("Most files each account of the group may store. Empty or 0: no limit."),
+)
+
+
+class FTPUserAccount(QuotaFields):
     """The FTP side of a Django user: its group, home and last FTP login."""
 
     user = models.OneToOneField(
@@ -97,18 +113,6 @@ class FTPUserAccount(models.Model):
         null=True,
         blank=True,
         help_text=_("Overrides the group's home. '{username}' is replaced."),
-    )
-    quota_bytes = models.PositiveBigIntegerField(
-        _("Quota (bytes)"),
-        null=True,
-        blank=True,
-        help_text=_("Most bytes this account may store. Empty: the group's; 0: no limit."),
-    )
-    quota_files = models.PositiveIntegerField(
-        _("Quota (files)"),
-        null=True,
-        blank=True,
-        help_text=_("Most files this account may store. Empty: the group's; 0: no limit."),
     )
     used_bytes = models.BigIntegerField(_("Bytes used"), default=0, editable=False)
     used_files = models.IntegerField(_("Files used"), default=0, editable=False)
@@ -210,6 +214,12 @@ def validate_rule_permission(value: str) -> None:
 #: A path rule has exactly one owner.
 ONE_OWNER = models.Q(group__isnull=False, account__isnull=True) | models.Q(
     group__isnull=True, account__isnull=False
+)
+
+
+FTPUserAccount.word_quota_help(
+    _("Most bytes this account may store. Empty: the group's; 0: no limit."),
+    _("Most files this account may store. Empty: the group's; 0: no limit."),
 )
 
 

@@ -105,19 +105,31 @@ class DataConnection(SSL.Connection):
 
     # --- moving bytes between OpenSSL and the socket
 
-    def _fill(self, limit: int) -> bool:
-        """Give OpenSSL what the socket has (up to ``limit`` bytes); True if any."""
+    def _recv(self, limit: int) -> bytes | None:
+        """Up to ``limit`` bytes from the socket; None when it has none now or ever.
+
+        The end of the stream and a socket error are remembered (the
+        socket reports each once) for :meth:`_raise_socket_state`, and no
+        read is tried after either.
+        """
         if self._sock_eof or self._sock_error is not None:
-            return False
+            return None
         try:
             data = self._sock.recv(limit)
         except (BlockingIOError, InterruptedError):
-            return False
+            return None
         except OSError as exc:
             self._sock_error = exc
-            return False
+            return None
         if not data:
             self._sock_eof = True
+            return None
+        return data
+
+    def _fill(self, limit: int) -> bool:
+        """Give OpenSSL what the socket has (up to ``limit`` bytes); True if any."""
+        data = self._recv(limit)
+        if data is None:
             return False
         self.bio_write(data)
         return True
@@ -135,22 +147,13 @@ class DataConnection(SSL.Connection):
         Read record by record (as OpenSSL reads a socket of its own), the
         handshake ends with the rest still in the socket, readable.
         """
-        if self._sock_eof or self._sock_error is not None:
-            return False
         record = self._record
         if len(record) < _HEADER_SIZE:
             want = _HEADER_SIZE - len(record)
         else:
             want = _HEADER_SIZE + int.from_bytes(record[3:5], "big") - len(record)
-        try:
-            data = self._sock.recv(want)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError as exc:
-            self._sock_error = exc
-            return False
-        if not data:
-            self._sock_eof = True
+        data = self._recv(want)
+        if data is None:
             return False
         record += data
         if len(record) < _HEADER_SIZE:

@@ -96,6 +96,42 @@ def parse_ports(ports_text: str) -> list[int]:
     return sorted(ports)
 
 
+def number_problem(
+    value: Any,
+    *,
+    minimum: float,
+    maximum: float | None = None,
+    above: bool = False,
+    whole: bool = False,
+    unit: str = "",
+) -> str | None:
+    """Why ``value`` is not a number in range, as ``"must be ..., not VALUE"``; None if it is.
+
+    One wording for every numeric setting, whether the system checks or
+    the server's start-up report it. ``above`` asks for more than
+    ``minimum``; ``whole`` for an ``int``. ``True`` is refused although
+    Python counts it as 1: nobody means a number by it.
+    """
+    fits = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (isinstance(value, int) or not whole)
+        and (value > minimum if above else value >= minimum)
+        and (maximum is None or value <= maximum)
+    )
+    if fits:
+        return None
+    if maximum is not None:
+        wanted = f"from {minimum} to {maximum}"
+    elif above:
+        wanted = f"more than {minimum}"
+    else:
+        wanted = f"{minimum} or more"
+    kind = "a whole number, " if whole else ""
+    unit = f" {unit}" if unit else ""
+    return f"must be {kind}{wanted}{unit}, not {value!r}"
+
+
 def import_class(class_path: str) -> Any:
     """Import ``"package.module.Name"`` and return ``Name``.
 

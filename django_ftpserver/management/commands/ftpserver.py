@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_ftpserver import utils
 from django_ftpserver.checks import exposure_warning
-from django_ftpserver.conf import conf
+from django_ftpserver.conf import conf, option_or_setting
 from django_ftpserver.server import ConfigError, FTPServerConfig, FTPServerRunner
 
 
@@ -135,24 +135,18 @@ class Command(BaseCommand):
             ),
         )
 
-    @staticmethod
-    def _option(options: dict[str, Any], name: str, setting: str) -> Any:
-        """The option if given, else the setting.
-
-        Compared by identity: ``--timeout 0`` is given (``0 in (False,)`` is true).
-        """
-        value = options.get(name)
-        if value is None or value is False or value == "":
-            return utils.get_ftp_setting(setting)
-        return value
-
     def build_config(self, options: dict[str, Any]) -> FTPServerConfig:
-        """The server configuration: command-line options over settings."""
+        """The server configuration: command-line options over settings.
+
+        Each option falls back to its setting through
+        :func:`django_ftpserver.conf.option_or_setting`; the address
+        argument, one option for two settings, falls back to both.
+        """
         if options.get("host_port"):
             host, port = parse_host_port(options["host_port"])
         else:
             host, port = conf.HOST, conf.PORT
-        passive = self._option(options, "passive-ports", "FTPSERVER_PASSIVE_PORTS")
+        passive = option_or_setting(options.get("passive-ports"), "FTPSERVER_PASSIVE_PORTS")
         passive_ports = None
         if passive:
             if isinstance(passive, str):
@@ -168,8 +162,10 @@ class Command(BaseCommand):
                         f"invalid passive ports {passive!r}: expected a string like "
                         "'60000-60100' or a list of port numbers"
                     ) from None
-        metrics_address = None
+        metrics_address = option_or_setting(options.get("metrics"), "FTPSERVER_METRICS_ADDRESS")
         if options.get("metrics"):
+            # Parsed here to name the option; a bad setting is named by
+            # FTPServerConfig.validate().
             try:
                 metrics_address = utils.parse_address(options["metrics"])
             except ValueError as exc:
@@ -178,21 +174,22 @@ class Command(BaseCommand):
             host=host,
             metrics_address=metrics_address,
             port=port,
-            timeout=self._option(options, "timeout", "FTPSERVER_TIMEOUT"),
+            timeout=option_or_setting(options.get("timeout"), "FTPSERVER_TIMEOUT"),
             passive_ports=passive_ports,
-            masquerade_address=self._option(
-                options, "masquerade-address", "FTPSERVER_MASQUERADE_ADDRESS"
+            masquerade_address=option_or_setting(
+                options.get("masquerade-address"), "FTPSERVER_MASQUERADE_ADDRESS"
             ),
-            file_access_user=self._option(
-                options, "file-access-user", "FTPSERVER_FILE_ACCESS_USER"
+            file_access_user=option_or_setting(
+                options.get("file-access-user"), "FTPSERVER_FILE_ACCESS_USER"
             ),
-            certfile=self._option(options, "certfile", "FTPSERVER_CERTFILE"),
-            keyfile=self._option(options, "keyfile", "FTPSERVER_KEYFILE"),
-            sendfile=self._option(options, "sendfile", "FTPSERVER_SENDFILE"),
+            certfile=option_or_setting(options.get("certfile"), "FTPSERVER_CERTFILE"),
+            keyfile=option_or_setting(options.get("keyfile"), "FTPSERVER_KEYFILE"),
+            sendfile=option_or_setting(options.get("sendfile"), "FTPSERVER_SENDFILE"),
             **{
-                # 0 is a real value here ("no limit"), so only None falls back
-                # to the setting (FTPServerConfig reads it).
-                flag.replace("-", "_"): options.get(flag)
+                # 0 is a real value here ("no limit"), and a given one.
+                flag.replace("-", "_"): option_or_setting(
+                    options.get(flag), f"FTPSERVER_{flag.replace('-', '_').upper()}"
+                )
                 for flag in self.LIMIT_OPTIONS
             },
         )
@@ -247,7 +244,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         runner = self.create_runner(options)
         self.run_checks(runner, options)
-        pidfile = self._option(options, "pidfile", "FTPSERVER_PIDFILE")
+        pidfile = option_or_setting(options.get("pidfile"), "FTPSERVER_PIDFILE")
         pid_stream = None
         if pidfile:
             # Absolute: daemonizing may change the working directory.
@@ -273,7 +270,7 @@ class Command(BaseCommand):
         lines.append(f"Quit the server with {quit_key}.")
         self.stdout.write("\n".join(lines))
         self.stdout.flush()  # visible at once under a pipe (systemd, supervisors)
-        if self._option(options, "daemonize", "FTPSERVER_DAEMONIZE"):
+        if option_or_setting(options.get("daemonize"), "FTPSERVER_DAEMONIZE"):
             server = runner.server
             preserve = [server.socket, server.ioloop._poller.fileno()]
             if runner.operations is not None:
