@@ -584,6 +584,25 @@ class S3Boto3StoragePatch(StoragePatch):
         "remove",
     )
 
+    @classmethod
+    def apply(cls, fs: StorageFS) -> None:
+        """Patch ``fs``; it writes atomically, and its storage's client gets made now.
+
+        ``writes_atomically`` lets ``FTPSERVER_UPLOAD_MODE = "atomic"`` write
+        straight to the final key (see ``uploads.py``). Making the boto3
+        client parses S3's service model, about 0.2 s of CPU once per
+        process: begun on a thread of its own at the first login, it is
+        ready by the time the session's first command needs the bucket
+        instead of adding to that command's time.
+        """
+        super().apply(fs)
+        fs.writes_atomically = True
+        storage = fs.storage
+        if getattr(storage, "_ftpserver_s3_client", None) is None:
+            threading.Thread(
+                target=_make_client, args=(storage,), name="s3-client", daemon=True
+            ).start()
+
     @staticmethod
     def _bucket(fs: StorageFS) -> Bucket:
         bucket = getattr(fs, "_s3_bucket", None)
@@ -796,6 +815,13 @@ class S3Boto3StoragePatch(StoragePatch):
                 Bucket=bucket.name, Delete={"Objects": batch, "Quiet": True}
             )
         self._changed()
+
+
+def _make_client(storage: Any) -> None:
+    try:
+        shared_client(storage)
+    except Exception as exc:  # the session's own request reports it
+        logger.debug("Could not make the S3 client yet: %s", exc)
 
 
 def _servable(name: str) -> bool:

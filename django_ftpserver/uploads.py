@@ -13,6 +13,15 @@ file stays untouched until the new one is complete, and the receivers of
 ``APPE``) first copies the existing file into the temporary one. ``STOU``
 writes into its new unique file, which is removed if the upload fails.
 
+A filesystem whose files are atomic already says so with
+``writes_atomically = True`` (``StorageFS`` on S3: a multipart upload
+completes, or a ``PutObject`` lands, all at once, and an upload cut off is
+aborted without touching the object). Atomic mode then writes straight to
+the target: the same guarantees, without a temporary object and a
+server-side copy of every upload. ``writes_atomically`` promises that
+``open(path, "wb")`` replaces ``path`` only when the file is closed after a
+complete transfer, and leaves it as it was otherwise.
+
 **Quotas** (``quotas.py``). An upload of an account with a limit holds a
 reservation in the process's ledger: each read of the data channel checks
 that the account's usage, plus what every upload of the account in this
@@ -192,6 +201,10 @@ class UploadMixin:
     def _atomic(self) -> bool:
         return conf.UPLOAD_MODE == "atomic"
 
+    def _needs_temporary_file(self) -> bool:
+        """Atomic mode on a filesystem whose writes are not atomic by themselves."""
+        return self._atomic() and not getattr(self.fs, "writes_atomically", False)
+
     def _limits(self) -> Any:
         """The account's ``quotas.Limits``, or None (no limit, or another authorizer)."""
         snapshot = getattr(self.authorizer, "snapshot", None)
@@ -239,7 +252,7 @@ class UploadMixin:
         old_size = self._size_of(file)
         upload = Upload(
             target=file,
-            path=temporary_path(file) if atomic else file,
+            path=temporary_path(file) if self._needs_temporary_file() else file,
             command=command,
             existed=old_size is not None,
             old_size=old_size or 0,
@@ -431,8 +444,9 @@ class UploadMixin:
             # What a failed upload wrote is removed where nothing of the
             # file before it is lost: a temporary file, a new STOU file, a
             # STOR over the quota (it truncated the file). An append or a
-            # resume cut in standard mode keeps what arrived.
-            if (
+            # resume cut in standard mode keeps what arrived. A filesystem
+            # that writes atomically wrote nothing: the old file is intact.
+            if not getattr(self.fs, "writes_atomically", False) and (
                 upload.atomic
                 or (upload.command == "STOU" and (self._atomic() or upload.exceeded))
                 or (upload.exceeded and not upload.resume)

@@ -258,7 +258,7 @@ def test_large_upload_is_a_multipart_upload(
     assert recorder.wait("ftp_file_received")[0]["ftp_path"] == "/big.bin"
 
 
-@pytest.mark.parametrize("how", ["abor", "reset", "stop"])
+@pytest.mark.parametrize("how", ["abor", "reset"])
 def test_cut_off_upload_leaves_no_object_and_no_parts(
     how: str,
     small_parts: int,
@@ -288,6 +288,56 @@ def test_cut_off_upload_leaves_no_object_and_no_parts(
     assert recorder.of("ftp_file_received") == []
 
 
+def assert_nothing_stored(bucket: S3Bucket, recorder: Any, ftp_path: str) -> None:
+    """A cut upload: ``ftp_file_received_incomplete``, no object, no multipart upload left."""
+    [event] = recorder.wait("ftp_file_received_incomplete", timeout=60)
+    assert event["ftp_path"] == ftp_path
+    wait_until(lambda: bucket.multipart_uploads() == [], timeout=60, what="the upload aborted")
+    assert bucket.keys() == []
+    assert recorder.of("ftp_file_received") == []
+
+
+def test_upload_stalled_until_the_data_timeout_is_aborted(
+    small_parts: int,
+    s3_settings: Any,
+    server_factory: Callable[..., RunningServer],
+    transactional_db: None,
+    s3_bucket: S3Bucket,
+    recorder: Any,
+) -> None:
+    server = server_factory()
+    handler = server.runner.server.handler  # make_server's own subclass
+    # pyftpdlib closes a data channel that made no progress for ``timeout``
+    # seconds (300 by default); 1 s here, on this server only.
+    handler.dtp_handler = type("QuickDTP", (handler.dtp_handler,), {"timeout": 1})
+    make_storage_account()
+    ftp = server.connect("alice", timeout=60)
+    # More than a part, so a multipart upload is in flight; then silence.
+    conn = start_upload(ftp, "stalled.bin", payload(6 * MiB))
+    try:
+        assert_nothing_stored(s3_bucket, recorder, "/stalled.bin")
+        assert ftp.getline().startswith("421 Data connection timed out")
+    finally:
+        conn.close()
+        ftp.close()
+
+
+def test_upload_in_flight_when_the_server_stops_is_aborted(
+    small_parts: int,
+    s3_server: RunningServer,
+    client: ftplib.FTP,
+    s3_bucket: S3Bucket,
+    recorder: Any,
+) -> None:
+    conn = start_upload(client, "stopped.bin", payload(12 * MiB))
+    try:
+        wait_until(lambda: s3_bucket.multipart_uploads(), what="parts being uploaded")
+        s3_server.stop()
+        assert_nothing_stored(s3_bucket, recorder, "/stopped.bin")
+    finally:
+        conn.close()
+
+
 def test_readers_see_the_old_object_until_the_upload_completes(
     small_parts: int, client: ftplib.FTP, s3_bucket: S3Bucket
 ) -> None:
@@ -302,14 +352,121 @@ def test_readers_see_the_old_object_until_the_upload_completes(
     assert s3_bucket.get("alice/doc.bin") == new
 
 
+@pytest.fixture
+def atomic_mode(settings: Any) -> None:
+    settings.FTPSERVER_UPLOAD_MODE = "atomic"
+
+
+def test_atomic_mode_writes_straight_to_the_final_key(
+    atomic_mode: None,
+    small_parts: int,
+    client: ftplib.FTP,
+    s3_bucket: S3Bucket,
+    s3_requests: RequestLog,
+    recorder: Any,
+) -> None:
+    """S3's complete is atomic already: no temporary key, no copy, the old object until the end."""
+    s3_bucket.put("alice/doc.bin", b"old")
+    new = payload(11 * MiB, seed=12)
+    s3_requests.clear()
+    conn = start_upload(client, "doc.bin", new[: 10 * MiB])
+    assert wait_until(lambda: s3_bucket.multipart_uploads(), what="parts being uploaded") == [
+        "alice/doc.bin"
+    ]
+    assert s3_bucket.get("alice/doc.bin") == b"old"
+    conn.sendall(new[10 * MiB :])
+    conn.close()
+    assert client.voidresp().startswith("226")
+    assert s3_bucket.get("alice/doc.bin") == new
+    assert s3_bucket.keys() == ["alice/doc.bin"]
+    operations = s3_requests.operations()
+    assert operations.count("CreateMultipartUpload") == 1
+    assert operations.count("CompleteMultipartUpload") == 1
+    for never in ("CopyObject", "UploadPartCopy", "DeleteObject", "PutObject"):
+        assert never not in operations, operations
+    assert recorder.wait("ftp_file_received")[0]["ftp_path"] == "/doc.bin"
+    # A small file: one PutObject to the final key, nothing else written.
+    s3_requests.clear()
+    client.storbinary("STOR small.txt", io.BytesIO(b"small"))
+    assert s3_bucket.keys() == ["alice/doc.bin", "alice/small.txt"]
+    writes = [op for op in s3_requests.operations() if op not in ("ListObjectsV2", "HeadObject")]
+    assert writes == ["PutObject"]
+
+
+def test_atomic_mode_cut_upload_leaves_the_old_object(
+    atomic_mode: None,
+    small_parts: int,
+    client: ftplib.FTP,
+    s3_bucket: S3Bucket,
+    s3_requests: RequestLog,
+    recorder: Any,
+) -> None:
+    s3_bucket.put("alice/keep.bin", b"old")
+    s3_requests.clear()
+    conn = start_upload(client, "keep.bin", payload(12 * MiB))
+    wait_until(lambda: s3_bucket.multipart_uploads(), what="parts being uploaded")
+    client.putcmd("ABOR")
+    replies = [client.getline() for _ in range(2)]
+    conn.close()
+    assert any(reply.startswith("426") for reply in replies), replies
+    assert recorder.wait("ftp_file_received_incomplete")[0]["ftp_path"] == "/keep.bin"
+    wait_until(lambda: s3_bucket.multipart_uploads() == [], what="the upload aborted")
+    assert s3_bucket.keys() == ["alice/keep.bin"]
+    assert s3_bucket.get("alice/keep.bin") == b"old"
+    operations = s3_requests.operations()
+    assert "DeleteObject" not in operations and "CopyObject" not in operations, operations
+
+
+@pytest.mark.parametrize("mode", ["standard", "atomic"])
+def test_upload_cut_over_quota_keeps_the_old_object(
+    mode: str,
+    settings: Any,
+    s3_server: RunningServer,
+    transactional_db: None,
+    s3_bucket: S3Bucket,
+    recorder: Any,
+) -> None:
+    """On disk a STOR over the quota truncated the file; on S3 the old object is intact."""
+    from django.utils import timezone
+
+    settings.FTPSERVER_UPLOAD_MODE = mode
+    account = make_storage_account()
+    FTPUserAccount.objects.filter(pk=account.pk).update(
+        quota_bytes=1000, used_bytes=3, used_files=1, usage_counted_at=timezone.now()
+    )
+    s3_bucket.put("alice/q.bin", b"old")
+    ftp = s3_server.connect("alice")
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd("STOR q.bin")
+    try:
+        conn.sendall(b"n" * 5000)
+    except OSError:
+        pass  # the server cut the data connection: the reply says why
+    finally:
+        conn.close()
+    with pytest.raises(ftplib.error_perm, match="^552"):
+        ftp.voidresp()
+    assert recorder.wait("ftp_quota_exceeded")[0]["ftp_path"] == "/q.bin"
+    assert s3_bucket.keys() == ["alice/q.bin"]
+    assert s3_bucket.get("alice/q.bin") == b"old"
+    assert s3_bucket.multipart_uploads() == []
+    account.refresh_from_db()
+    assert (account.used_bytes, account.used_files) == (3, 1)
+    ftp.quit()
+
+
+@pytest.mark.parametrize("mode", ["standard", "atomic"])
 @pytest.mark.parametrize("existing_size", [100, 6 * MiB])
 def test_append(
+    mode: str,
+    settings: Any,
     existing_size: int,
     small_parts: int,
     client: ftplib.FTP,
     s3_bucket: S3Bucket,
     s3_requests: RequestLog,
 ) -> None:
+    settings.FTPSERVER_UPLOAD_MODE = mode
     existing = payload(existing_size, seed=3)
     s3_bucket.put("alice/log.bin", existing)
     more = payload(MiB, seed=4)
@@ -321,12 +478,17 @@ def test_append(
     assert s3_bucket.multipart_uploads() == []
 
 
-def test_rest_stor_resumes_an_upload(client: ftplib.FTP, s3_bucket: S3Bucket) -> None:
+@pytest.mark.parametrize("mode", ["standard", "atomic"])
+def test_rest_stor_resumes_an_upload(
+    mode: str, settings: Any, client: ftplib.FTP, s3_bucket: S3Bucket
+) -> None:
+    settings.FTPSERVER_UPLOAD_MODE = mode
     data = payload(3 * MiB, seed=5)
     s3_bucket.put("alice/part.bin", data[: MiB + 7])
     client.voidcmd("TYPE I")
     client.storbinary("STOR part.bin", io.BytesIO(data[MiB + 7 :]), rest=MiB + 7)
     assert s3_bucket.get("alice/part.bin") == data
+    assert s3_bucket.keys() == ["alice/part.bin"]
 
 
 def test_stou(client: ftplib.FTP, s3_bucket: S3Bucket) -> None:
