@@ -240,7 +240,8 @@ def close_on_request(handler: Any) -> None:
 
     Shutting the reading side of the control socket wakes the session's own
     loop with an end of file; the session then answers ``DISCONNECT_REPLY``
-    and closes on its own thread (see ``SessionTrackingMixin.handle_close``).
+    and closes on its own thread, without reading that end of file (see
+    ``SessionTrackingMixin.handle_read_event``).
     """
     handler.disconnect_requested = True
     sock = handler.socket
@@ -400,11 +401,29 @@ class SessionTrackingMixin:
             sent += channel.tot_bytes_sent
         return received, sent
 
+    def handle_read_event(self) -> None:
+        # The end of file ``close_on_request`` causes must not reach the
+        # socket's reader: OpenSSL takes an end of file without close_notify
+        # for an attack, answers it with a fatal "decode error" alert and
+        # fails the connection, so an FTPS client would read that alert
+        # instead of the reply. The session ends here, before any read.
+        if self.disconnect_requested and not self._closed:
+            self._end_on_request()
+            return
+        super().handle_read_event()
+
     def handle_close(self) -> None:
         if self.disconnect_requested and not self._closed:
+            self._end_on_request()
+            return
+        super().handle_close()
+
+    def _end_on_request(self) -> None:
+        """Answer ``DISCONNECT_REPLY`` (not during a TLS handshake), then close."""
+        if not getattr(self, "_ssl_accepting", False):
             with contextlib.suppress(Exception):
                 self.respond(DISCONNECT_REPLY)
-        super().handle_close()
+        self.close()  # over TLS: close_notify first, as for any other end of session
 
 
 def with_session_tracking(handler_class: type) -> type:
