@@ -95,9 +95,15 @@ class Server:
 
     @classmethod
     def start(
-        cls, kind: str, home: Path, env: dict[str, str], workdir: Path, certfile: Path | None = None
+        cls,
+        kind: str,
+        home: Path,
+        env: dict[str, str],
+        workdir: Path,
+        certfile: Path | None = None,
+        name: str | None = None,
     ) -> Server:
-        log = workdir / f"{kind}{'-tls' if certfile else ''}.log"
+        log = workdir / f"{name or kind}{'-tls' if certfile else ''}.log"
         users = [MAIN_USER, *COLD_USERS]
         tls = ["--certfile", str(certfile)] if certfile else []
         stderr = open(log, "w")  # noqa: SIM115 - the child writes it for its lifetime
@@ -683,14 +689,26 @@ class Bench:
         return elapsed
 
     def measure_metrics(self) -> None:
-        """220 commands and a transfer, with and without ``--metrics`` (and bare).
+        """220 commands and a transfer with and without ``--metrics``, beside an A/A control.
+
+        Two server processes differ by several per cent even when they are
+        identical (which core and cache they get, what else the machine
+        runs): single runs of two servers measure that noise more than a
+        difference of 3 %. So each repetition runs four servers back to back,
+        in an order that rotates: bare pyftpdlib, ours, ours again (a second
+        process, no metrics: the A/A control) and ours with ``--metrics``.
+        Each ratio is the median of the ratios of one repetition's pair,
+        which saw the same machine load; the A/A row, measured the same way,
+        is the noise floor to read the with / without row against. The rows
+        of times and speeds are medians as well.
 
         Prometheus scrapes every 15 to 60 s; here /metrics is scraped every
-        second during the whole measure, so the figure includes scrapes
+        second during the whole measure, so the figures include scrapes
         racing the sessions' counting.
         """
         assert self.workdir is not None
         counted = Server.start("ours-metrics", self.home, self.env, self.workdir)
+        twin = Server.start("ours", self.home, self.env, self.workdir, name="ours-2")
         stop = threading.Event()
         scrapes = [0]
 
@@ -703,52 +721,66 @@ class Bench:
 
         thread = threading.Thread(target=scraper, daemon=True)
         thread.start()
-        servers = [self.ours, counted, self.bare]
+        servers = {"bare": self.bare, "ours": self.ours, "ours-2": twin, "metrics": counted}
+        names = list(servers)
         size = self.params.transfer_mb * MB
         write_file(self.home / "big.bin", self.params.transfer_mb)
-        commands: dict[str, list[float]] = {s.kind: [] for s in servers}
-        transfers: dict[str, list[tuple[float, float]]] = {s.kind: [] for s in servers}
+        commands: dict[str, list[float]] = {name: [] for name in names}
+        transfers: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+        command_reps = 50
+        transfer_reps = 3 if self.params.reps == 1 else 7
         try:
-            for server in servers:
+            for server in servers.values():
                 self._timed_commands(server)  # untimed warm-up: caches, threads
-            for rep in range(max(10, self.params.reps * 10)):
-                order = servers[rep % 3 :] + servers[: rep % 3]
-                for server in order:
-                    commands[server.kind].append(self._timed_commands(server))
-            with cores_apart(servers) as placement:
-                for server in servers:
-                    self._transfer(server, size)
-                for rep in range(max(3, self.params.reps * 2 + 1)):
-                    order = servers[rep % 3 :] + servers[: rep % 3]
-                    for server in order:
-                        transfers[server.kind].append(self._transfer(server, size))
+            for rep in range(command_reps):
+                for name in names[rep % 4 :] + names[: rep % 4]:
+                    commands[name].append(self._timed_commands(servers[name]))
+            with cores_apart(list(servers.values())) as placement:
+                for server in servers.values():
+                    self._transfer(server, size)  # untimed warm-up
+                for rep in range(transfer_reps):
+                    for name in names[rep % 4 :] + names[: rep % 4]:
+                        transfers[name].append(self._transfer(servers[name], size))
         finally:
             stop.set()
             thread.join(15)
             counted.stop()
-        # Each repetition ran the three servers back to back: the ratio of a
-        # pair sees the same machine load, the median drops the outliers.
-        best = {kind: min(times) for kind, times in commands.items()}
-        bare = best["bare"]
-        self.rows.append(Row("220 commands, --metrics", best["ours-metrics"], bare, "s"))
-        self.rows.append(Row("220 commands, no metrics", best["ours"], bare, "s"))
-        ratio = statistics.median(
-            a / b for a, b in zip(commands["ours-metrics"], commands["ours"], strict=True)
+            twin.stop()
+
+        median = {name: statistics.median(times) for name, times in commands.items()}
+        self.rows.append(
+            Row(
+                "220 commands, --metrics",
+                median["metrics"],
+                median["bare"],
+                "s",
+                note=f"medians of {command_reps} runs each; /metrics scraped {scrapes[0]} times",
+            )
         )
+        self.rows.append(Row("220 commands, no metrics", median["ours"], median["bare"], "s"))
+        ratio, spread = paired_ratio(commands["metrics"], commands["ours"])
+        noise, noise_spread = paired_ratio(commands["ours-2"], commands["ours"])
         self.rows.append(
             Row(
                 "  time with / without metrics",
                 ratio,
                 unit="x",
-                note=(
-                    f"median of {len(commands['bare'])} back-to-back pairs; "
-                    f"/metrics scraped {scrapes[0]} times; two identical servers differ by "
-                    "several % on a busy machine, hence the next row"
-                ),
+                goal="<= 1.03 x",
+                met=within_goal(ratio <= 1.03, spread, noise),
+                note=f"above 1: slower with metrics; median of {command_reps} back-to-back "
+                f"pairs" + noisy(spread, noise),
+            )
+        )
+        self.rows.append(
+            Row(
+                "  time A/A: two servers, no metrics",
+                noise,
+                unit="x",
+                note=f"the noise floor, measured the same way, +/- {noise_spread:.3f}",
             )
         )
         extra = counting_cost_per_command()
-        share = extra / (best["ours"] / 220)
+        share = extra / (median["ours"] / 220)
         self.rows.append(
             Row(
                 "  counting cost per command",
@@ -759,28 +791,46 @@ class Bench:
                 note=f"{share:.2%} of a command's time; the hot path timed in-process",
             )
         )
-        for index, name in ((0, "STOR"), (1, "RETR")):
-            speed = {kind: max(r[index] for r in runs) for kind, runs in transfers.items()}
-            label = f"{name} {self.params.transfer_mb} MB"
+        for index, op in ((0, "STOR"), (1, "RETR")):
+            speeds = {name: [run[index] for run in runs] for name, runs in transfers.items()}
+            speed = {name: statistics.median(values) for name, values in speeds.items()}
+            label = f"{op} {self.params.transfer_mb} MB"
             self.rows.append(
-                Row(f"{label}, --metrics", speed["ours-metrics"], speed["bare"], "MB/s")
+                Row(
+                    f"{label}, --metrics",
+                    speed["metrics"],
+                    speed["bare"],
+                    "MB/s",
+                    note=(placement + "; " if placement else "")
+                    + f"medians of {transfer_reps} runs each"
+                    if op == "STOR"
+                    else "",
+                )
             )
             self.rows.append(Row(f"{label}, no metrics", speed["ours"], speed["bare"], "MB/s"))
-            ratio = statistics.median(
-                a[index] / b[index]
-                for a, b in zip(transfers["ours-metrics"], transfers["ours"], strict=True)
+            ratio, spread = paired_ratio(speeds["metrics"], speeds["ours"])
+            noise, noise_spread = paired_ratio(speeds["ours-2"], speeds["ours"])
+            self.rows.append(
+                Row(
+                    f"  {op} speed with / without metrics",
+                    ratio,
+                    unit="x",
+                    goal=">= 0.97 x",
+                    met=within_goal(ratio >= 0.97, spread, noise),
+                    note=f"below 1: slower with metrics; median of {transfer_reps} back-to-back "
+                    f"pairs" + noisy(spread, noise),
+                )
             )
             self.rows.append(
                 Row(
-                    "  speed with / without metrics",
-                    ratio,
+                    f"  {op} speed A/A: two servers, no metrics",
+                    noise,
                     unit="x",
-                    note=(placement + "; " if name == "STOR" else "")
-                    + f"median of {len(transfers['bare'])} back-to-back pairs",
+                    note=f"the noise floor, +/- {noise_spread:.3f}",
                 )
             )
         extra = counting_cost_per_transfer()
-        seconds = size / MB / max(r[0] for r in transfers["ours"])
+        seconds = size / MB / speed_of(transfers["ours"], 0)
         share = extra / seconds
         self.rows.append(
             Row(
@@ -872,6 +922,51 @@ def cores_apart(servers: list[Server]) -> Iterator[str]:
             _set_affinity(server.process.pid, every)
 
 
+def paired_ratio(first: list[float], second: list[float]) -> tuple[float, float]:
+    """The median of ``first[i] / second[i]``, and that median's standard error.
+
+    Each pair was measured back to back, under the same load: their ratio
+    is free of the load's drift, and the median free of the outliers. The
+    error is estimated from the ratios' interquartile range (robust to the
+    outliers as well): 1.253 sigma / sqrt(n), with sigma = IQR / 1.349.
+    """
+    ratios = sorted(a / b for a, b in zip(first, second, strict=True))
+    if len(ratios) < 4:
+        return statistics.median(ratios), float("inf")
+    low, _, high = statistics.quantiles(ratios, n=4)
+    error = 1.253 * (high - low) / 1.349 / len(ratios) ** 0.5
+    return statistics.median(ratios), error
+
+
+#: How far from 1 the A/A control, and how large the error of a median, may
+#: be for a 3 % comparison to mean something.
+NOISE_FLOOR = 0.03
+
+
+def within_goal(met: bool, error: float, noise: float) -> bool | None:
+    """``met``, or no verdict (None) when this run cannot tell 3 % apart.
+
+    That is when the two identical servers (the A/A control) came out more
+    than 3 % apart, or when the median's standard error is over half of
+    3 %: the machine was too busy, a rerun on a quieter one can judge.
+    """
+    if abs(noise - 1) > NOISE_FLOOR or error > NOISE_FLOOR / 2:
+        return None
+    return met
+
+
+def noisy(error: float, noise: float) -> str:
+    text = f", +/- {error:.3f}"
+    if within_goal(True, error, noise) is None:
+        text += "; no verdict: too noisy to tell 3 % (A/A off by " + f"{abs(noise - 1):.1%})"
+    return text
+
+
+def speed_of(runs: list[tuple[float, float]], index: int) -> float:
+    """The median speed of ``runs`` (STOR: index 0, RETR: 1)."""
+    return statistics.median(run[index] for run in runs)
+
+
 def counting_cost_per_command() -> float:
     """Seconds ``MetricsMixin`` adds to one command and its reply, timed in-process.
 
@@ -884,7 +979,7 @@ def counting_cost_per_command() -> float:
 
     from pyftpdlib.handlers import FTPHandler
 
-    from django_ftpserver.metrics import MetricsMixin, ServerMetrics
+    from django_ftpserver.ops.metrics import MetricsMixin, ServerMetrics
 
     class Base:
         def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
@@ -922,7 +1017,7 @@ def counting_cost_per_transfer() -> float:
 
     from pyftpdlib.handlers import FTPHandler
 
-    from django_ftpserver.metrics import MetricsMixin, ServerMetrics
+    from django_ftpserver.ops.metrics import MetricsMixin, ServerMetrics
 
     class Base:
         data_channel = None
@@ -1078,7 +1173,8 @@ def table(rows: list[Row]) -> str:
     lines = [header]
     for row in rows:
         unit = f" {row.unit}" if row.unit else ""
-        met = "" if row.met is None else ("yes" if row.met else "NO")
+        # "noisy": a goal this run could not judge (see within_goal)
+        met = ("noisy" if row.goal else "") if row.met is None else "yes" if row.met else "NO"
         lines.append(
             [
                 row.label,

@@ -103,7 +103,7 @@ def build_ours(args: argparse.Namespace) -> tuple[Any, Any, Any, Counters | None
     django.setup()
     counters = Counters()
     counters.install()
-    from django_ftpserver.server import FTPServerConfig, FTPServerRunner
+    from django_ftpserver.runner import FTPServerConfig, FTPServerRunner
 
     metrics = ("127.0.0.1", 0) if args.kind == "ours-metrics" else None
     config = FTPServerConfig(

@@ -15,7 +15,9 @@ from django.urls import path, reverse
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
-from . import livesessions, models, permissions
+from . import models
+from .auth import permissions
+from .ops import sessions as livesessions
 
 
 class PathRuleForm(forms.ModelForm):

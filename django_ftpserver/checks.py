@@ -187,8 +187,8 @@ def check_tls_files(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
                 id="django_ftpserver.E004",
             )
         ]
-    from .server import ConfigError
-    from .server import check_tls_files as load
+    from .runner import ConfigError
+    from .runner import check_tls_files as load
 
     try:
         load(os.fspath(certfile), os.fspath(keyfile) if keyfile else None)
@@ -285,8 +285,11 @@ def check_masquerade_address(app_configs: Any = None, **kwargs: Any) -> list[Che
 
 @register(TAG, Tags.security)
 def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """E013: each connection limit is a whole number in its range (``limits.LIMIT_RANGES``)."""
-    from .limits import LIMIT_RANGES
+    """E013: each connection limit is a whole number in its range.
+
+    The ranges are ``connections.limits.LIMIT_RANGES``.
+    """
+    from .connections.limits import LIMIT_RANGES
 
     errors: list[CheckMessage] = []
     for name, (least, most) in LIMIT_RANGES.items():
@@ -307,7 +310,7 @@ def check_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
 @register(TAG)
 def check_proxy_protocol(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E011/E012: the trusted proxies are addresses or networks; the timeout is positive."""
-    from .proxyprotocol import TrustedProxies
+    from .connections.proxyprotocol import TrustedProxies
 
     errors: list[CheckMessage] = []
     value = _setting("FTPSERVER_PROXY_PROTOCOL_TRUSTED")
@@ -422,7 +425,7 @@ def check_session_reuse(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 
 
 def _lockout_cache_warning() -> list[CheckMessage]:
-    from . import lockout
+    from .auth import lockout
 
     if not lockout.enabled() or lockout.check_settings() or not lockout.cache_is_process_local():
         return []
@@ -506,7 +509,7 @@ def check_metrics_address(app_configs: Any = None, **kwargs: Any) -> list[CheckM
 @register(TAG)
 def check_s3_uploads(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E020: S3 multipart uploads need parts of at least 5 MiB and at least one thread."""
-    from .s3 import MIN_PART_SIZE
+    from .storage.s3 import MIN_PART_SIZE
 
     return _number_setting(
         "FTPSERVER_S3_PART_SIZE",
@@ -529,7 +532,7 @@ def check_s3_uploads(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
 @register(TAG)
 def check_sessions_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E032: ``FTPSERVER_SESSIONS_CACHE`` is None, False or an alias in ``CACHES``."""
-    from . import livesessions
+    from .ops import sessions as livesessions
 
     return [
         Error(

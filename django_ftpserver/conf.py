@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_TLS_CONTROL_REQUIRED": True,
     "FTPSERVER_TLS_DATA_REQUIRED": True,
     "FTPSERVER_TLS_REQUIRE_SESSION_REUSE": False,
-    # Brute-force lockout (see lockout.py); FAILURES = 0 turns it off.
+    # Brute-force lockout (see auth/lockout.py); FAILURES = 0 turns it off.
     "FTPSERVER_LOCKOUT_FAILURES": 10,
     "FTPSERVER_LOCKOUT_WINDOW": 900,
     "FTPSERVER_LOCKOUT_DURATION": 900,
@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     # Limits; None keeps the handler's or server's own value (pyftpdlib's
     # defaults: 512 connections, 3 login attempts, no bandwidth limit).
     "FTPSERVER_MAX_CONNECTIONS": None,
-    # Connections before login (see limits.py and docs/security.rst for
+    # Connections before login (see connections/limits.py and docs/security.rst for
     # the reasoning behind each default); 0 turns the first two off.
     "FTPSERVER_MAX_CONNECTIONS_PER_IP": 50,
     "FTPSERVER_LOGIN_TIMEOUT": 60,
@@ -63,14 +63,14 @@ DEFAULTS: dict[str, Any] = {
     "FTPSERVER_CREATE_HOME_DIRS": False,
     # Operations endpoint (/metrics, /healthz, /readyz): "HOST:PORT" or None.
     "FTPSERVER_METRICS_ADDRESS": None,
-    # PROXY protocol (see proxyprotocol.py): the balancers allowed to send
+    # PROXY protocol (see connections/proxyprotocol.py): the balancers allowed to send
     # a header; empty turns it off.
     "FTPSERVER_PROXY_PROTOCOL_TRUSTED": (),
     "FTPSERVER_PROXY_PROTOCOL_TIMEOUT": 5,
     # "standard" (write into the file named) or "atomic" (write beside it,
-    # move into place when complete); see uploads.py.
+    # move into place when complete); see policy/uploads.py.
     "FTPSERVER_UPLOAD_MODE": "standard",
-    # Object storage (django_ftpserver.s3): multipart part size and parts in flight.
+    # Object storage (django_ftpserver.storage.s3): multipart part size and parts in flight.
     "FTPSERVER_S3_PART_SIZE": 8 * 1024 * 1024,
     "FTPSERVER_S3_UPLOAD_THREADS": 3,
     # Live sessions: the cache alias they are published to (None: the

@@ -16,8 +16,9 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import permissions, quotas
-from .permissions import ALL_PERMS, READ_PERMS, WRITE_PERMS  # noqa: F401  (published here)
+from .auth import permissions
+from .auth.permissions import ALL_PERMS, READ_PERMS, WRITE_PERMS  # noqa: F401  (published here)
+from .policy import quotas
 
 
 def permission_error(permission: str) -> str | None:
@@ -189,7 +190,7 @@ class FTPUserAccount(QuotaFields):
         """Whether ``perm`` (one pyftpdlib letter) is allowed at ``path``.
 
         Without a path, the group's permission answers. With one, the path
-        rules do (see :mod:`django_ftpserver.permissions`). This runs
+        rules do (see :mod:`django_ftpserver.auth.permissions`). This runs
         queries; a logged-in session answers from the snapshot it loaded.
         """
         if path is None:
@@ -228,7 +229,7 @@ class FTPPathRule(models.Model):
 
     Exactly one of ``group`` and ``account`` is set. For a path, the rule
     with the longest matching path wins; at the same path an account's rule
-    beats its group's. See :mod:`django_ftpserver.permissions`.
+    beats its group's. See :mod:`django_ftpserver.auth.permissions`.
     """
 
     group = models.ForeignKey(
@@ -310,7 +311,7 @@ class FTPPathRule(models.Model):
 class FTPSession(models.Model):
     """Not a table: the admin's "FTP sessions" page and who may use it.
 
-    The sessions themselves live in the cache (``livesessions``); this
+    The sessions themselves live in the cache (``ops.sessions``); this
     model only gives the page its place in the app's admin section and its
     two permissions: ``view_ftpsession`` (list every server's sessions)
     and ``disconnect_ftpsession`` (end one).

@@ -22,7 +22,7 @@ ftp_client_disconnected = Signal()
 ftp_login = Signal()
 ftp_login_failed = Signal()  # never carries the password
 ftp_logout = Signal()
-# Sent once when failed logins lock an address out (see lockout.py); the
+# Sent once when failed logins lock an address out (see auth/lockout.py); the
 # username is the one of the failure that reached the limit.
 # kwargs: handler, remote_ip, username
 ftp_client_locked_out = Signal()
@@ -48,7 +48,7 @@ ftp_quota_exceeded = Signal()
 
 # Before the operation: a receiver that raises PermissionDenied("reason")
 # refuses it (550 reason; 530 for a login); any other exception refuses too.
-# See policy.py.
+# See policy/presignals.py.
 # kwargs: handler, username, remote_ip
 ftp_pre_login = Signal()
 # kwargs: handler, username, path, ftp_path, remote_ip,

@@ -23,7 +23,7 @@ from django.contrib.auth import get_user_model
 from django_ftpserver import signals as ftp_signals
 from django_ftpserver.management.commands.ftpserver import Command
 from django_ftpserver.models import FTPUserAccount, FTPUserGroup
-from django_ftpserver.server import FTPServerRunner
+from django_ftpserver.runner import FTPServerRunner
 
 # S3 fixtures (a real moto_server process): see tests/s3.py.
 from .s3 import moto_server, s3_bucket, s3_requests, s3_settings  # noqa: F401

@@ -8,7 +8,7 @@ import socket
 import struct
 from typing import Any
 
-from django_ftpserver.proxyprotocol import V2_SIGNATURE
+from django_ftpserver.connections.proxyprotocol import V2_SIGNATURE
 
 
 def v1(source: tuple[str, int], destination: tuple[str, int] = ("192.0.2.1", 21)) -> bytes:

@@ -20,7 +20,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
-from django_ftpserver import livesessions
+from django_ftpserver.ops import sessions as livesessions
 
 from .conftest import REQUIRE_SERVICES, wait_until
 

@@ -23,7 +23,7 @@ from django.core.management import CommandError, call_command
 
 from django_ftpserver.management.commands.ftpserver import Command as FTPServerCommand
 from django_ftpserver.models import FTPUserAccount, FTPUserGroup
-from django_ftpserver.server import FTPServerConfig
+from django_ftpserver.runner import FTPServerConfig
 from tests import procs
 from tests.procs import manage
 

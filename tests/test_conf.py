@@ -19,7 +19,7 @@ from django_ftpserver import conf as conf_module
 from django_ftpserver import utils
 from django_ftpserver.conf import conf, option_or_setting
 from django_ftpserver.management.commands.ftpserver import Command as FTPServerCommand
-from django_ftpserver.server import FTPServerConfig
+from django_ftpserver.runner import FTPServerConfig
 
 PACKAGE = Path(django_ftpserver.__file__).parent
 

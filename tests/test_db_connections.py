@@ -153,7 +153,7 @@ class FTPServerProcess:
         # Workers keep their connections for a minute here, so the login
         # after the restart surely meets a connection the restart broke.
         code = (
-            "import sys; from django_ftpserver.workers import DatabaseWorkers; "
+            "import sys; from django_ftpserver.auth.workers import DatabaseWorkers; "
             "DatabaseWorkers.idle_timeout = 60.0; "
             "from django.core.management import execute_from_command_line; "
             "execute_from_command_line(['manage.py', 'ftpserver', sys.argv[1]])"

@@ -88,11 +88,17 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Demo]:
+def demo_args() -> list[str]:
+    """Arguments of ``manage.py demo`` after the address."""
+    return []
+
+
+@pytest.fixture
+def demo(tmp_path: Path, demo_args: list[str]) -> Iterator[Demo]:
     stderr = tmp_path / "stderr.log"
     with stderr.open("w") as err:
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "demo", "127.0.0.1:0"],
+            [sys.executable, "manage.py", "demo", "127.0.0.1:0", *demo_args],
             cwd=EXAMPLE_PROJECT,
             env=_env(tmp_path),
             stdin=subprocess.DEVNULL,
@@ -311,3 +317,62 @@ def test_demo_partner_uploads_csv_only_and_refusals_are_audited(demo: Demo) -> N
         ).fetchone()
     welcome = (demo.homes / "demo" / "welcome.txt").stat().st_size
     assert used == (welcome + 1000, 2)
+
+
+METRICS_LINE = re.compile(r"Serving /metrics, /healthz and /readyz on http://(?P<address>\S+)")
+
+
+@pytest.mark.parametrize("demo_args", [["--metrics", "127.0.0.1:0"]])
+def test_demo_with_metrics_counts_and_disconnects(demo: Demo, tmp_path: Path) -> None:
+    """The operator's first walk: counters move as a client works; the command disconnects it."""
+    pytest.importorskip("prometheus_client")
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def metrics_address() -> str | None:
+        found = (METRICS_LINE.search(line) for line in demo.output)
+        return next((match["address"] for match in found if match), None)
+
+    deadline = time.monotonic() + 30
+    while (address := metrics_address()) is None:
+        assert time.monotonic() < deadline, "no /metrics line:\n" + "".join(demo.output)
+        time.sleep(0.05)
+
+    def logins_ok() -> float:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=15) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "ftpserver_logins_total" and sample.labels["result"] == "ok":
+                    return sample.value
+        raise AssertionError("no ftpserver_logins_total in /metrics")
+
+    assert logins_ok() == 0
+    ftp = demo.connect()
+    ftp.pwd()
+    assert logins_ok() == 1
+
+    def manage(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=EXAMPLE_PROJECT,
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def listed() -> list[str]:  # published within a second; each call is a process
+        return [line for line in manage("listftpsessions").splitlines() if " demo " in line]
+
+    deadline = time.monotonic() + 30
+    while not (lines := listed()):
+        assert time.monotonic() < deadline, "the session was never listed"
+    session_id = lines[0].split()[0]
+    assert "The session is closed." in manage("disconnectftpsession", session_id)
+    assert ftp.getline().startswith("421 Disconnected by the administrator")
+    ftp.close()
+    assert demo.stop() == 0

@@ -28,8 +28,9 @@ from django.core.files import File
 from django.core.files.storage import FileSystemStorage, storages
 
 from django_ftpserver import filesystems
-from django_ftpserver.filesystems import PseudoStat, StorageFS, home_root, storage_name
+from django_ftpserver.filesystems import StorageFS
 from django_ftpserver.models import FTPUserAccount, FTPUserGroup
+from django_ftpserver.storage.base import PseudoStat, home_root, storage_name
 
 from .conftest import PASSWORD, RunningServer
 

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
+from django_ftpserver.connections.limits import AddressCounts, RefusalLog
 from django_ftpserver.handlers import DjangoFTPHandler
-from django_ftpserver.limits import AddressCounts, RefusalLog
 
 from .conftest import PASSWORD, RawClient, try_login, wait_until
 from .test_tls_policy import certificate  # noqa: F401 - a fixture

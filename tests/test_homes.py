@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from django_ftpserver import lockout
+from django_ftpserver.auth import lockout
 
 from .conftest import try_login
 

@@ -8,9 +8,11 @@ own.
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import signal
 import socket
+import ssl
 import time
 from io import StringIO
 
@@ -21,10 +23,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
-from django_ftpserver import checks, livesessions
+from django_ftpserver import checks
+from django_ftpserver.ops import sessions as livesessions
 
-from .conftest import RawClient, wait_until
+from .conftest import PASSWORD, RawClient, wait_until
 from .test_lockout_redis import processes, redis_prefix  # noqa: F401 - fixtures
+from .test_tls_policy import Certificate, make_certificate
 
 CHANGELIST = "admin:django_ftpserver_ftpsession_changelist"
 
@@ -162,6 +166,96 @@ def test_listftpsessions_and_disconnectftpsession(named_server, account):
     call_command("disconnectftpsession", session.id, stdout=out)
     assert "The session is closed." in out.getvalue()
     assert is_closed_by_server(ftp).startswith("421")
+
+
+# --- FTPS: a session whose control connection is TLS
+
+#: What the issue promises: a disconnected session is closed within two seconds.
+DISCONNECT_DEADLINE = 2.0
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    return make_certificate(tmp_path_factory.mktemp("sessions-tls"))
+
+
+@pytest.fixture
+def tls_server(server_factory, settings, certificate):
+    settings.FTPSERVER_SERVER_NAME = "ftp-tls-1"
+    return server_factory(certfile=str(certificate.certfile), keyfile=str(certificate.keyfile))
+
+
+def tls_login(server, certificate) -> ftplib.FTP_TLS:
+    ftp = ftplib.FTP_TLS(context=certificate.client_context(), timeout=15)
+    ftp.connect(server.host, server.port)
+    ftp.login("alice", PASSWORD)
+    ftp.prot_p()
+    return ftp
+
+
+def closed_by(ftp: ftplib.FTP_TLS, deadline: float) -> str:
+    """The reply a disconnected FTPS client reads, then the end of its connection.
+
+    Each read may only wait until ``deadline`` (``time.monotonic()``): a
+    server that has not closed the session by then fails the test with a
+    timeout.
+    """
+    ftp.sock.settimeout(max(0.01, deadline - time.monotonic()))
+    reply = ftp.getline()
+    ftp.sock.settimeout(max(0.01, deadline - time.monotonic()))
+    try:
+        rest = ftp.sock.recv(1)  # TLS close_notify, or a bare end of file
+    except ssl.SSLEOFError:
+        rest = b""
+    assert rest == b"", rest
+    return reply
+
+
+def test_disconnect_a_tls_session(tls_server, certificate, account):
+    ftp = tls_login(tls_server, certificate)
+    ftp.pwd()
+    (session,) = listed(lambda s: s.command == "PWD")
+    requested = time.monotonic()
+    out = StringIO()
+    call_command("disconnectftpsession", session.id, "--wait", "0", stdout=out)
+    assert session.id in out.getvalue()
+    reply = closed_by(ftp, requested + DISCONNECT_DEADLINE)
+    assert reply.startswith("421 Disconnected by the administrator"), reply
+    ftp.close()
+    wait_until(lambda: livesessions.get_session(session.id) is None, what="the session unlisted")
+    # The server goes on serving FTPS.
+    again = tls_login(tls_server, certificate)
+    assert again.pwd() == "/"
+    again.quit()
+
+
+def test_disconnect_a_tls_session_during_a_download(tls_server, certificate, account, home):
+    size = 64 * 1024 * 1024
+    (home / "big.bin").write_bytes(b"x" * size)
+    ftp = tls_login(tls_server, certificate)
+    ftp.voidcmd("TYPE I")
+    data = ftp.transfercmd("RETR big.bin")  # a TLS data connection (PROT P)
+    data.settimeout(30)
+    assert data.recv(65536)  # the transfer runs, and waits for this slow reader
+    (session,) = listed(lambda s: s.command == "RETR")
+    requested = time.monotonic()
+    call_command("disconnectftpsession", session.id, "--wait", "0", stdout=StringIO())
+    reply = closed_by(ftp, requested + DISCONNECT_DEADLINE)
+    assert reply.startswith(("421", "426")), reply
+    drained = 0
+    with contextlib.suppress(ssl.SSLError, OSError):
+        while chunk := data.recv(1 << 20):
+            drained += len(chunk)
+    assert drained < size  # cut off, not finished
+    data.close()
+    ftp.close()
+    wait_until(lambda: livesessions.get_session(session.id) is None, what="the session unlisted")
+    again = tls_login(tls_server, certificate)
+    received = bytearray()
+    (home / "small.bin").write_bytes(b"s" * 1000)
+    again.retrbinary("RETR small.bin", received.extend)
+    assert received == b"s" * 1000
+    again.quit()
 
 
 def test_disconnectftpsession_of_an_unknown_id_is_one_line(named_server):

@@ -17,7 +17,7 @@ from django.contrib.auth.hashers import MD5PasswordHasher
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from django_ftpserver import lockout
+from django_ftpserver.auth import lockout
 from django_ftpserver.handlers import DjangoFTPHandler
 
 from .conftest import PASSWORD
@@ -369,6 +369,6 @@ def test_commands_warn_about_a_process_local_cache(settings):
         },
     }
     settings.FTPSERVER_LOCKOUT_CACHE = "shared"
-    from django_ftpserver import lockout
+    from django_ftpserver.auth import lockout
 
     assert not lockout.cache_is_process_local()

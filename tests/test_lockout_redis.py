@@ -23,7 +23,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from django_ftpserver import lockout
+from django_ftpserver.auth import lockout
 
 from .conftest import PASSWORD, REQUIRE_SERVICES, try_login
 

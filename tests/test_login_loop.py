@@ -16,7 +16,8 @@ import pytest
 from django.db import OperationalError
 
 from django_ftpserver import handlers, signals
-from django_ftpserver.authorizers import AccountLookup, FTPAccountAuthorizer
+from django_ftpserver.auth.accounts import AccountLookup
+from django_ftpserver.authorizers import FTPAccountAuthorizer
 from django_ftpserver.models import FTPUserAccount
 
 from .conftest import PASSWORD, RawClient, RunningServer, wait_until

@@ -22,7 +22,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from django_ftpserver import health
+from django_ftpserver.ops import health
 
 from .conftest import PASSWORD, RawClient, try_login, wait_until
 
@@ -325,3 +325,80 @@ def test_a_login_refused_by_policy_counts_as_refused(metrics_server, account):
     assert value(samples, "ftpserver_logins_total", result="refused") == 1
     assert value(samples, "ftpserver_logins_total", result="ok") == 0
     assert commands(samples)[("PASS", "5xx")] == 1
+
+
+# --- connection limits: refusals and login timeouts
+
+
+def connect_from(server: Any, source: str) -> ftplib.FTP:
+    """A control connection from ``source`` (a loopback address), greeted or refused."""
+    ftp = ftplib.FTP(source_address=(source, 0))
+    ftp.connect(server.host, server.port, timeout=15)
+    return ftp
+
+
+def test_refusals_are_counted_by_limit(server_factory, settings, account):
+    settings.FTPSERVER_LOCKOUT_FAILURES = 0
+    # Four connections; one per address; two of them before login at most.
+    server = server_factory(
+        metrics="127.0.0.1:0",
+        **{"max-connections": 4, "max-connections-per-ip": 1, "max-pre-login-percent": 50},
+    )
+    clients = []
+    try:
+        clients.append(connect_from(server, "127.0.0.1"))
+        with pytest.raises(ftplib.error_temp, match="^421 Too many connections from the same IP"):
+            connect_from(server, "127.0.0.1")
+        clients.append(connect_from(server, "127.0.0.2"))
+        with pytest.raises(ftplib.error_temp, match="^421 Too many connections waiting to log in"):
+            connect_from(server, "127.0.0.3")
+        for ftp in clients:  # logged in: no longer counted before login
+            ftp.login("alice", PASSWORD)
+        clients.append(connect_from(server, "127.0.0.3"))
+        clients.append(connect_from(server, "127.0.0.4"))
+        with pytest.raises(ftplib.error_temp, match="^421 Too many connections. Service"):
+            connect_from(server, "127.0.0.5")
+
+        samples = scrape(server)
+        refused = {
+            dict(labels)["reason"]: count
+            for (name, labels), count in samples.items()
+            if name == "ftpserver_connections_refused_total"
+        }
+        assert refused == {
+            "max_connections": 1,
+            "max_connections_per_ip": 1,
+            "max_pre_login": 1,
+        }
+        assert value(samples, "ftpserver_login_timeouts_total") == 0
+        # A refused connection is no session: only the four served count.
+        assert value(samples, "ftpserver_sessions_started_total") == 4
+        assert value(samples, "ftpserver_sessions") == 4
+    finally:
+        for ftp in clients:
+            ftp.close()
+    # Never an address in a label.
+    text = http_get(server, "/metrics")[2]
+    assert "127.0.0." not in text
+
+
+def test_login_timeouts_are_counted(server_factory, settings, account):
+    settings.FTPSERVER_LOCKOUT_FAILURES = 0
+    server = server_factory(metrics="127.0.0.1:0", **{"login-timeout": 1})
+    logged_in = server.connect("alice")  # logged in at once: its deadline is cancelled
+    idle = [RawClient(server), RawClient(server)]
+    try:
+        for client in idle:
+            code, text = client.read_reply()  # waits for the deadline, however busy the machine
+            assert code == 421 and b"Not logged in within 1 second" in text, (code, text)
+        samples = wait_until(
+            lambda: (s := scrape(server)) and value(s, "ftpserver_login_timeouts_total") == 2 and s,
+            what="two login timeouts counted",
+        )
+        assert logged_in.voidcmd("NOOP").startswith("200")
+        assert value(samples, "ftpserver_login_timeouts_total") == 2
+        assert value(samples, "ftpserver_connections_refused_total", reason="max_pre_login") == 0
+    finally:
+        logged_in.close()
+        for client in idle:
+            client.sock.close()

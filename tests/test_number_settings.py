@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from django_ftpserver import checks, utils
-from django_ftpserver.limits import LIMIT_RANGES, limit_problem
+from django_ftpserver.connections.limits import LIMIT_RANGES, limit_problem
 
 
 @pytest.mark.parametrize(

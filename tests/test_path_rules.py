@@ -16,8 +16,7 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 
 from django_ftpserver import authorizers
-from django_ftpserver.models import FTPPathRule, FTPUserAccount, FTPUserGroup
-from django_ftpserver.permissions import (
+from django_ftpserver.auth.permissions import (
     InvalidRule,
     PathRules,
     ftp_path_in_home,
@@ -25,6 +24,7 @@ from django_ftpserver.permissions import (
     parse_rule,
     validate_permission_letters,
 )
+from django_ftpserver.models import FTPPathRule, FTPUserAccount, FTPUserGroup
 
 from .conftest import PASSWORD
 from .s3 import S3Path

@@ -26,15 +26,15 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_ftpserver import checks
-from django_ftpserver.handlers import DjangoFTPHandler
-from django_ftpserver.proxyprotocol import (
+from django_ftpserver.connections.proxyprotocol import (
     ProxyProtocolError,
     TrustedProxies,
     client_ip,
     header_length,
     parse,
 )
-from django_ftpserver.server import ConfigError, FTPServerConfig
+from django_ftpserver.handlers import DjangoFTPHandler
+from django_ftpserver.runner import ConfigError, FTPServerConfig
 
 from .conftest import PASSWORD, RawClient, wait_until
 from .proxy_headers import connect_raw, proxied_ftp, tlv, v1, v2
@@ -388,7 +388,7 @@ def test_lockout_counts_the_client_not_the_balancer(
     assert LOCKED in via(v2(("203.0.113.7", 2)))  # v1 or v2: the same client
     assert via(v1(("203.0.113.8", 1))).startswith("230")  # another client behind the balancer
     assert via(v2(command=0x0)).startswith("230")  # the balancer itself
-    from django_ftpserver import lockout
+    from django_ftpserver.auth import lockout
 
     assert lockout.is_locked("203.0.113.7") and not lockout.is_locked("127.0.0.1")
 
@@ -583,7 +583,7 @@ def test_command_refuses_a_bad_trusted_entry(settings):
 
 
 def test_server_class_without_support_is_refused(settings):
-    from django_ftpserver.server import FTPServerRunner
+    from django_ftpserver.runner import FTPServerRunner
 
     settings.FTPSERVER_PROXY_PROTOCOL_TRUSTED = ["127.0.0.1"]
     config = FTPServerConfig(host="127.0.0.1", port=0, server_class="pyftpdlib.servers.FTPServer")

@@ -14,8 +14,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from django_ftpserver import quotas
 from django_ftpserver.models import FTPUserAccount, FTPUserGroup
+from django_ftpserver.policy import quotas
 
 from .conftest import PASSWORD, wait_until
 from .test_uploads import Site, make_site

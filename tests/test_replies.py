@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from django_ftpserver.replies import split_list_options
+from django_ftpserver.handler.replies import split_list_options
 
 from .conftest import PASSWORD, RawClient, RunningServer, SignalRecorder
 from .test_filesystems import GenericStorageFS, use_storage

@@ -14,7 +14,7 @@ import pytest
 from django_ftpserver import signals
 from django_ftpserver.handlers import DjangoFTPHandler, DjangoTLS_FTPHandler
 from django_ftpserver.management.commands.ftpserver import Command
-from django_ftpserver.server import ConfigError, FTPServerConfig, FTPServerRunner
+from django_ftpserver.runner import ConfigError, FTPServerConfig, FTPServerRunner
 from tests import procs
 from tests.conftest import PASSWORD
 

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 
-from django_ftpserver import s3
 from django_ftpserver.filesystems import LISTING_CACHE_SECONDS
 from django_ftpserver.models import FTPUserAccount, FTPUserGroup
+from django_ftpserver.storage import s3
 
 from .conftest import PASSWORD, RunningServer, wait_until
 from .s3 import RequestLog, S3Bucket

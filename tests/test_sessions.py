@@ -24,9 +24,10 @@ from django.db.backends.signals import connection_created
 from django.test import override_settings
 
 from django_ftpserver import handlers, signals
-from django_ftpserver.authorizers import AccountLookup, AccountSnapshot, PasswordCache
+from django_ftpserver.auth.accounts import AccountLookup, AccountSnapshot
+from django_ftpserver.auth.passwords import PasswordCache
+from django_ftpserver.auth.workers import DatabaseWorkers
 from django_ftpserver.models import FTPPathRule, FTPUserAccount
-from django_ftpserver.workers import DatabaseWorkers
 
 from .conftest import PASSWORD, RunningServer, wait_until
 from .hashers import CountingHasher
@@ -215,7 +216,7 @@ def test_cache_keys_use_a_random_key_per_process():
 
 def test_cache_entries_expire(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr("django_ftpserver.authorizers.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("django_ftpserver.auth.passwords.time.monotonic", lambda: now[0])
     cache = PasswordCache()
     key = cache.key("alice", PASSWORD)
     cache.store(key, ("fingerprint",), timeout=300)
@@ -597,7 +598,7 @@ def test_last_login_is_stored_right_after_login(ftp_server, make_account):
 
 
 def test_pending_login_times_are_stored_at_shutdown(server_factory, make_account, monkeypatch):
-    from django_ftpserver.authorizers import LastLoginRecorder
+    from django_ftpserver.auth.lastlogin import LastLoginRecorder
 
     monkeypatch.setattr(LastLoginRecorder, "delay", 3600.0)  # only the shutdown writes
     account = make_account("alice")

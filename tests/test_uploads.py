@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 
 from django_ftpserver import signals as ftp_signals
 from django_ftpserver.models import FTPUserAccount, FTPUserGroup
-from django_ftpserver.uploads import is_temporary
+from django_ftpserver.policy.uploads import is_temporary
 
 from .conftest import PASSWORD, RunningServer, wait_until
 from .test_filesystems import GenericStorageFS, use_storage

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_ftpserver import lockout
+from django_ftpserver.auth import lockout
 
 
 class Command(BaseCommand):

@@ -5,8 +5,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from django_ftpserver import models, quotas
+from django_ftpserver import models
 from django_ftpserver.management.commands.ftppathrule import parse_rules, set_rules
+from django_ftpserver.policy import quotas
 
 HOME_DIR_MAX_LENGTH = models.FTPUserGroup._meta.get_field("home_dir").max_length
 

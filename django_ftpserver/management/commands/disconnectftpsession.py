@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_ftpserver import livesessions
+from django_ftpserver.ops import sessions as livesessions
 
 
 class Command(BaseCommand):

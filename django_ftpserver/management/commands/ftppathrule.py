@@ -7,7 +7,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_ftpserver import models, permissions
+from django_ftpserver import models
+from django_ftpserver.auth import permissions
 
 
 def get_owner(options: dict[str, Any]) -> models.FTPUserGroup | models.FTPUserAccount | None:

@@ -7,7 +7,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_ftpserver import models, quotas
+from django_ftpserver import models
+from django_ftpserver.policy import quotas
 
 
 def accounts_named(username: str | None) -> Any:

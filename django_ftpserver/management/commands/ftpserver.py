@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_ftpserver import utils
 from django_ftpserver.checks import exposure_warning
 from django_ftpserver.conf import conf, option_or_setting
-from django_ftpserver.server import ConfigError, FTPServerConfig, FTPServerRunner
+from django_ftpserver.runner import ConfigError, FTPServerConfig, FTPServerRunner
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

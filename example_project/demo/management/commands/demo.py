@@ -5,8 +5,8 @@ create (or reset) the Django user ``demo`` with password ``demo``, give it an
 FTP account whose home is ``<FTP homes>/demo`` and a quota, create the
 account ``partner`` (password ``partner``) in the group ``partners``, which
 may upload only .csv and .txt files (``demo/receivers.py``), print how to
-connect, then run ``manage.py ftpserver ADDR`` in the foreground until
-CONTROL-C.
+connect, then run ``manage.py ftpserver ADDR`` (with ``--metrics
+HOST:PORT`` if given) in the foreground until CONTROL-C.
 """
 
 from __future__ import annotations
@@ -61,6 +61,12 @@ class Command(BaseCommand):
             default=DEFAULT_ADDR,
             help=f"HOST:PORT to serve on (default {DEFAULT_ADDR}; port 0 picks a free one).",
         )
+        parser.add_argument(
+            "--metrics",
+            metavar="HOST:PORT",
+            help="also serve /metrics, /healthz and /readyz there (as manage.py ftpserver "
+            "--metrics; needs prometheus_client).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         addr = options["addr"]
@@ -72,7 +78,8 @@ class Command(BaseCommand):
         # (a log file, a test reading the real port) as soon as it is printed.
         if hasattr(sys.stdout, "reconfigure"):
             sys.stdout.reconfigure(line_buffering=True)
-        call_command("ftpserver", addr)
+        extra = {"metrics": options["metrics"]} if options.get("metrics") else {}
+        call_command("ftpserver", addr, **extra)
 
     @transaction.atomic
     def set_up_account(self) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 from . import health
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.opsserver")
 
 
 class _Handler(BaseHTTPRequestHandler):

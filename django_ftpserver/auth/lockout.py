@@ -51,8 +51,8 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
-from . import conf as conf_module
-from .conf import conf
+from .. import conf as conf_module
+from ..conf import conf
 
 KEY_PREFIX = "django_ftpserver:lockout"
 _INDEX_KEY = f"{KEY_PREFIX}:index"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from . import dispatch
+from .. import dispatch
 
 T = TypeVar("T")
 

@@ -58,8 +58,8 @@ from typing import TYPE_CHECKING, Any
 
 from pyftpdlib.filesystems import FilesystemError
 
-from .conf import conf
-from .filesystems import (
+from ..conf import conf
+from .base import (
     DIR,
     FILE,
     PseudoStat,
@@ -70,9 +70,10 @@ from .filesystems import (
 )
 
 if TYPE_CHECKING:
-    from .filesystems import StorageFS
+    from .fs import StorageFS
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.s3")
 
 __all__ = ["S3Boto3StoragePatch", "S3Download", "S3Upload", "MIN_PART_SIZE"]
 
@@ -589,7 +590,7 @@ class S3Boto3StoragePatch(StoragePatch):
         """Patch ``fs``; it writes atomically, and its storage's client gets made now.
 
         ``writes_atomically`` lets ``FTPSERVER_UPLOAD_MODE = "atomic"`` write
-        straight to the final key (see ``uploads.py``). Making the boto3
+        straight to the final key (see ``policy/uploads.py``). Making the boto3
         client parses S3's service model, about 0.2 s of CPU once per
         process: begun on a thread of its own at the first login, it is
         ready by the time the session's first command needs the bucket

@@ -32,7 +32,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.quotas")
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ ledger = Ledger()
 
 
 def _model() -> Any:
-    from .models import FTPUserAccount
+    from ..models import FTPUserAccount
 
     return FTPUserAccount
 
@@ -288,8 +289,8 @@ def filesystem_for(home: str, username: str = "") -> Any:
 
     from pyftpdlib.filesystems import AbstractedFS
 
-    from .conf import conf
-    from .utils import import_class
+    from ..conf import conf
+    from ..utils import import_class
 
     fs_class = conf.FILESYSTEM
     if isinstance(fs_class, str):

@@ -30,8 +30,8 @@ from typing import Any
 
 from pyftpdlib.ioloop import timer
 
-from . import signals
-from .dispatch import signal_sender_of
+from .. import signals
+from ..dispatch import signal_sender_of
 
 #: Hooks that run before login (the refusals and the login timeout too); a
 #: handler class overriding one starts its sessions on their own threads.

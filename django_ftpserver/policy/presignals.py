@@ -24,10 +24,11 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.dispatch import Signal
 
-from . import dispatch
-from .workers import on_worker
+from .. import dispatch
+from ..auth.workers import on_worker
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.policy")
 
 #: Reply text when a receiver refused without a reason.
 DEFAULT_REASON = "Permission denied."
@@ -89,7 +90,7 @@ def ask(signal: Signal, sender: Any, **kwargs: Any) -> None:
 
 
 def _name_of(signal: Signal) -> str:
-    from . import signals
+    from .. import signals
 
     for name, value in vars(signals).items():
         if value is signal:

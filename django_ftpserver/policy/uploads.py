@@ -22,7 +22,7 @@ server-side copy of every upload. ``writes_atomically`` promises that
 ``open(path, "wb")`` replaces ``path`` only when the file is closed after a
 complete transfer, and leaves it as it was otherwise.
 
-**Quotas** (``quotas.py``). An upload of an account with a limit holds a
+**Quotas** (``policy/quotas.py``). An upload of an account with a limit holds a
 reservation in the process's ledger: each read of the data channel checks
 that the account's usage, plus what every upload of the account in this
 process has received so far, stays within the limit; the one crossing it
@@ -49,10 +49,12 @@ from typing import Any
 from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.utils import strerror
 
-from . import quotas, signals
-from .conf import conf
+from .. import signals
+from ..conf import conf
+from . import quotas
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.uploads")
 
 #: Temporary files of atomic uploads are named ``<PREFIX><random><SUFFIX>``.
 TEMPORARY_PREFIX = ".ftp-upload-"

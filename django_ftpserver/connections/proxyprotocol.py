@@ -37,7 +37,8 @@ from typing import Any
 
 from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.proxyprotocol")
 
 V1_PREFIX = b"PROXY "
 #: The longest v1 header, CRLF included (the protocol's own limit).

@@ -1,6 +1,6 @@
 """The handler side of the pre-operation signals (``ftp_pre_*``).
 
-``PreSignalMixin`` asks the receivers (see ``policy.py``) before the
+``PreSignalMixin`` asks the receivers (see ``policy.presignals``) before the
 operation runs, after pyftpdlib's own permission check: a refused command
 gets ``550 reason`` and changes nothing, and since the reply is not the
 success reply, no after-signal is sent for it either.
@@ -25,11 +25,13 @@ from pyftpdlib.authorizers import AuthenticationFailed, AuthorizerError
 from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.utils import strerror
 
-from . import policy, signals
-from .dispatch import signal_sender_of
-from .policy import Refusal
+from .. import signals
+from ..dispatch import signal_sender_of
+from ..policy import presignals as policy
+from ..policy.presignals import Refusal
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.prechecks")
 
 
 class PreSignalMixin:

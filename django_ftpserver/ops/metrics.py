@@ -29,13 +29,18 @@ from typing import Any
 from pyftpdlib.authorizers import AuthorizerError
 from pyftpdlib.ioloop import timer
 
-from . import signals
+from .. import signals
 
 #: Values of the ``result`` label of ``ftpserver_logins_total``.
 LOGIN_RESULTS = ("ok", "bad_password", "unknown_user", "locked_out", "refused", "error")
 
 #: Values of the ``kind`` label of ``ftpserver_errors_total``.
 ERROR_KINDS = ("session", "login", "lockout_cache")
+
+#: Values of the ``reason`` label of ``ftpserver_connections_refused_total``:
+#: the limit that refused the connection, named as its setting and as the
+#: warnings of ``limits`` name it.
+REFUSAL_REASONS = ("max_connections", "max_connections_per_ip", "max_pre_login")
 
 #: The ``command`` label of a command the handler does not know.
 OTHER_COMMAND = "other"
@@ -103,6 +108,21 @@ class ServerMetrics:
             self.transfer_duration.labels(direction)
             for result in ("complete", "incomplete"):
                 self.transfers.labels(direction, result)
+        self.refused = Counter(
+            "ftpserver_connections_refused",
+            "Connections answered 421 and closed at once by a connection limit, by limit "
+            "(FTPSERVER_MAX_CONNECTIONS, FTPSERVER_MAX_CONNECTIONS_PER_IP, "
+            "FTPSERVER_MAX_PRE_LOGIN_PERCENT).",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in REFUSAL_REASONS:
+            self.refused.labels(reason)
+        self.login_timeouts = Counter(
+            "ftpserver_login_timeouts",
+            "Connections closed because they had not logged in within FTPSERVER_LOGIN_TIMEOUT.",
+            registry=registry,
+        )
         self.errors = Counter(
             "ftpserver_errors",
             "Unexpected errors: a session ended by an exception, a login check that "
@@ -335,6 +355,32 @@ class MetricsMixin:
         if signal is signals.ftp_client_locked_out and self._metrics is not None:
             self._metrics.lockouts.inc()
         super()._emit(signal, event, **kwargs)
+
+    # --- connection limits (see ``limits``): a refused connection never
+    # reaches on_connect, so these read the server's metrics themselves
+
+    def _count_refusal(self, reason: str) -> None:
+        metrics = getattr(self.server, "metrics", None)
+        if metrics is not None:
+            metrics.refused.labels(reason).inc()
+
+    def handle_max_cons(self) -> None:
+        self._count_refusal("max_connections")
+        super().handle_max_cons()
+
+    def handle_max_cons_per_ip(self) -> None:
+        self._count_refusal("max_connections_per_ip")
+        super().handle_max_cons_per_ip()
+
+    def handle_max_pre_login(self) -> None:
+        self._count_refusal("max_pre_login")
+        super().handle_max_pre_login()
+
+    def handle_login_timeout(self) -> None:
+        metrics = getattr(self.server, "metrics", None)
+        if metrics is not None and not self.authenticated and not self._closed:
+            metrics.login_timeouts.inc()
+        super().handle_login_timeout()
 
     def handle_error(self) -> None:
         if self._metrics is not None:

@@ -37,10 +37,11 @@ from typing import Any
 
 from pyftpdlib.ioloop import timer
 
-from .lockout import normalize_address
-from .utils import number_problem
+from ..auth.lockout import normalize_address
+from ..utils import number_problem
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.limits")
 
 #: The range of each limit: name -> (least, most or None).
 LIMIT_RANGES: dict[str, tuple[int, int | None]] = {

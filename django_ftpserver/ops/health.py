@@ -51,7 +51,7 @@ def check_database() -> dict[str, Any]:
     """One ``SELECT 1`` on the database that holds the FTP accounts."""
     from django.db import connections, router
 
-    from .models import FTPUserAccount
+    from ..models import FTPUserAccount
 
     alias = router.db_for_read(FTPUserAccount) or "default"
     started = time.monotonic()
@@ -70,8 +70,8 @@ def check_database() -> dict[str, Any]:
 
 def check_cache() -> dict[str, Any]:
     """A write and a read of one short-lived key in the lockout cache."""
-    from . import lockout
-    from .conf import conf
+    from ..auth import lockout
+    from ..conf import conf
 
     alias = conf.LOCKOUT_CACHE
     key = f"{lockout.KEY_PREFIX}:readyz:{uuid.uuid4().hex}"

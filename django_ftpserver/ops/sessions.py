@@ -39,9 +39,10 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
-from .conf import conf
+from ..conf import conf
 
-logger = logging.getLogger(__name__)
+# Named as before the module moved into its package: LOGGING configs name it.
+logger = logging.getLogger("django_ftpserver.livesessions")
 
 KEY_PREFIX = "django_ftpserver:sessions"
 _INDEX_KEY = f"{KEY_PREFIX}:servers"
@@ -95,7 +96,7 @@ def get_cache() -> BaseCache | None:
 
 def cache_is_process_local() -> bool:
     """Whether sessions go to a cache only this process sees (other processes' are missing)."""
-    from .lockout import alias_is_process_local
+    from ..auth.lockout import alias_is_process_local
 
     return alias_is_process_local(cache_alias())
 
@@ -239,7 +240,8 @@ def close_on_request(handler: Any) -> None:
 
     Shutting the reading side of the control socket wakes the session's own
     loop with an end of file; the session then answers ``DISCONNECT_REPLY``
-    and closes on its own thread (see ``SessionTrackingMixin.handle_close``).
+    and closes on its own thread, without reading that end of file (see
+    ``SessionTrackingMixin.handle_read_event``).
     """
     handler.disconnect_requested = True
     sock = handler.socket
@@ -284,7 +286,7 @@ class SessionPublisher:
             logger.warning("could not remove this server's FTP sessions from the cache: %s", exc)
 
     def _run(self) -> None:
-        from . import dispatch
+        from .. import dispatch
 
         try:
             while True:
@@ -399,11 +401,29 @@ class SessionTrackingMixin:
             sent += channel.tot_bytes_sent
         return received, sent
 
+    def handle_read_event(self) -> None:
+        # The end of file ``close_on_request`` causes must not reach the
+        # socket's reader: OpenSSL takes an end of file without close_notify
+        # for an attack, answers it with a fatal "decode error" alert and
+        # fails the connection, so an FTPS client would read that alert
+        # instead of the reply. The session ends here, before any read.
+        if self.disconnect_requested and not self._closed:
+            self._end_on_request()
+            return
+        super().handle_read_event()
+
     def handle_close(self) -> None:
         if self.disconnect_requested and not self._closed:
+            self._end_on_request()
+            return
+        super().handle_close()
+
+    def _end_on_request(self) -> None:
+        """Answer ``DISCONNECT_REPLY`` (not during a TLS handshake), then close."""
+        if not getattr(self, "_ssl_accepting", False):
             with contextlib.suppress(Exception):
                 self.respond(DISCONNECT_REPLY)
-        super().handle_close()
+        self.close()  # over TLS: close_notify first, as for any other end of session
 
 
 def with_session_tracking(handler_class: type) -> type:
