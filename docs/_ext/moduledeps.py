@@ -345,6 +345,7 @@ def setup(app: Any) -> dict[str, Any]:
             code = dot_source(modules, packages="packages" in self.options)
             if shutil.which(self.config.graphviz_dot) is None:
                 block = nodes.literal_block(code, code)
+                block["language"] = "text"
                 note = nodes.paragraph(
                     text="(Graphviz's dot is not installed here: the diagram's source follows.)"
                 )
