@@ -394,6 +394,14 @@ class UploadMixin:
     def _usage_changed(self, delta_bytes: int, delta_files: int) -> None:
         account_pk = self._account_pk()
         quotas.ledger.changed(account_pk, delta_bytes)
+        self._add_usage(account_pk, delta_bytes, delta_files)
+
+    def _add_usage(self, account_pk: Any, delta_bytes: int, delta_files: int) -> None:
+        """Write the usage change; a failure is logged, never the client's problem.
+
+        The file operation has happened by now, so refusing it is no longer
+        possible: the stored usage is only off until ``ftpquota recalc``.
+        """
         try:
             quotas.add_usage(account_pk, delta_bytes, delta_files)
         except Exception:
@@ -468,15 +476,7 @@ class UploadMixin:
         delta_bytes = (size or 0) - (upload.old_size if upload.existed else 0)
         delta_files = int(size is not None) - int(upload.existed)
         quotas.ledger.settle(reservation, delta_bytes)
-        try:
-            quotas.add_usage(reservation.account_pk, delta_bytes, delta_files)
-        except Exception:
-            logger.exception(
-                "FTP usage of %r not updated (%+d bytes, %+d files); run ftpquota recalc",
-                self.username,
-                delta_bytes,
-                delta_files,
-            )
+        self._add_usage(reservation.account_pk, delta_bytes, delta_files)
 
     def _quota_exceeded(self, upload: Upload) -> None:
         logger.info("FTP upload of %r to %s cut: quota exceeded", self.username, upload.target)
