@@ -116,6 +116,31 @@ def test_delete_frees_space(site):
     _quit(ftp)
 
 
+def test_a_failed_usage_write_is_logged_and_the_operation_stands(
+    settings, tmp_path, server_factory, monkeypatch, caplog
+):
+    """The file operation has happened when the usage is written: the client
+    gets its success reply, the log says to recount."""
+    site = make_site("local", settings, tmp_path, server_factory)
+    set_quota(site.account, quota_bytes=1000)
+
+    def database_down(*args: Any) -> None:
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(quotas, "add_usage", database_down)
+    ftp = site.connect()
+    with caplog.at_level("ERROR"):
+        assert ftp.storbinary("STOR a.bin", io.BytesIO(b"a" * 10)).startswith("226")
+        assert ftp.delete("a.bin").startswith("250")
+        wait_until(
+            lambda: sum("run ftpquota recalc" in r.getMessage() for r in caplog.records) == 2,
+            what="one log line for the upload and one for the delete",
+        )
+    assert site.files() == {}
+    assert ftp.voidcmd("NOOP").startswith("200")
+    _quit(ftp)
+
+
 def test_overwrite_counts_the_difference(site):
     set_quota(site.account, quota_bytes=1000)
     ftp = site.connect()
