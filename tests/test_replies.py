@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyftpdlib.filesystems import AbstractedFS
 
 from django_ftpserver.handler.replies import split_list_options
 
@@ -129,6 +130,54 @@ def test_mlsd_of_a_file_answers_501(raw: RawClient) -> None:
     code, text = raw.send(b"MLSD f.txt")
     assert code == 501, text
     assert raw.send(b"NOOP")[0] == 200
+
+
+class _RacingFS(AbstractedFS):
+    """Another session creates ``racing`` just before this one's second look at it."""
+
+    looks = 0
+
+    def _look(self, path: str) -> None:
+        if os.path.basename(path) == "racing":
+            type(self).looks += 1
+            if type(self).looks == 2:
+                os.mkdir(path)
+
+    def isdir(self, path: str) -> bool:
+        self._look(path)
+        return super().isdir(path)
+
+    def lexists(self, path: str) -> bool:
+        self._look(path)
+        return super().lexists(path)
+
+
+def test_mlsd_of_a_directory_created_meanwhile_never_answers_501(
+    settings: Any,
+    tmp_path: Path,
+    server_factory: Callable[..., RunningServer],
+    make_account: Callable[..., Any],
+) -> None:
+    """rclone creates a parent from one connection while another lists it.
+
+    Whatever the timing, the listing is "not found" (550) or the directory's
+    contents, never 501, which rclone takes for a fatal error.
+    """
+    home = tmp_path / "alice"
+    home.mkdir()
+    make_account("alice", home=home)
+    _RacingFS.looks = 0
+    settings.FTPSERVER_FILESYSTEM = _RacingFS
+    client = RawClient(server_factory())
+    try:
+        client.login("alice")
+        code, text, listing = client.pasv_transfer(b"MLSD racing")
+        assert code in (550, 226), text  # not found, or listed (empty) after all
+        assert listing == b""
+        assert _RacingFS.looks >= 1
+        assert client.send(b"NOOP")[0] == 200
+    finally:
+        client.close()
 
 
 def test_existing_paths_still_work(raw: RawClient) -> None:

@@ -98,12 +98,19 @@ class ClientRepliesMixin:
         return super().pre_process_command(line, cmd, arg)
 
     def ftp_MLSD(self, path: str) -> Any:
+        # Existence first, then the kind: a directory that another session
+        # creates between the two checks (rclone creates parents from several
+        # connections at once while listing them) is then listed, never taken
+        # for a file. One removed between them is still "not found".
+        if not self.fs.lexists(path):
+            self.respond("550 No such file or directory.")
+            return None
         if not self.fs.isdir(path):
-            if self.fs.lexists(path):
+            if not self.fs.lexists(path):
+                self.respond("550 No such file or directory.")
+            else:
                 # RFC 3659: MLSD names a directory; a file is a syntax error.
                 self.respond("501 Not a directory.")
-            else:
-                self.respond("550 No such file or directory.")
             return None
         return super().ftp_MLSD(path)
 
