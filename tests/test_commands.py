@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
 import os
 import pwd
 import shutil
@@ -20,8 +21,10 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from pyftpdlib.log import LogFormatter
 
 from django_ftpserver.management.commands.ftpserver import Command as FTPServerCommand
+from django_ftpserver.management.commands.ftpserver import log_sessions_on_console
 from django_ftpserver.models import FTPUserAccount, FTPUserGroup
 from django_ftpserver.runner import FTPServerConfig
 from tests import procs
@@ -720,3 +723,50 @@ def test_daemonize(project_env, tmp_path):
         if daemon_pid is not None and not procs.process_gone(daemon_pid):
             os.kill(daemon_pid, signal.SIGKILL)
         server.kill()
+
+
+# --- ftpserver: pyftpdlib's session log on the console
+
+
+@pytest.fixture
+def unconfigured_logging(monkeypatch: pytest.MonkeyPatch) -> logging.Logger:
+    """The ``pyftpdlib`` logger and the root logger as a fresh project has them.
+
+    pytest adds its capture handlers to the root logger at the start of
+    each phase: the test itself must call ``without_root_handlers``.
+    """
+    ftp_logger = logging.getLogger("pyftpdlib")
+    monkeypatch.setattr(ftp_logger, "handlers", [])
+    monkeypatch.setattr(ftp_logger, "level", logging.NOTSET)
+    monkeypatch.setattr(ftp_logger, "propagate", True)
+    return ftp_logger
+
+
+def without_root_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+
+
+def test_session_log_is_printed_when_nothing_configures_it(unconfigured_logging, monkeypatch):
+    without_root_handlers(monkeypatch)
+    handler = log_sessions_on_console()
+    assert unconfigured_logging.handlers == [handler]
+    assert unconfigured_logging.getEffectiveLevel() == logging.INFO
+    assert isinstance(handler.formatter, LogFormatter)
+
+
+@pytest.mark.parametrize(
+    "configure",
+    [
+        pytest.param(lambda lg: lg.addHandler(logging.NullHandler()), id="handler"),
+        pytest.param(lambda lg: lg.setLevel(logging.WARNING), id="level"),
+        pytest.param(lambda lg: setattr(lg, "propagate", False), id="no-propagate"),
+        pytest.param(lambda lg: logging.getLogger().addHandler(logging.NullHandler()), id="root"),
+    ],
+)
+def test_session_log_follows_the_projects_logging(unconfigured_logging, monkeypatch, configure):
+    """A project that silences or routes the pyftpdlib logger keeps it so."""
+    without_root_handlers(monkeypatch)
+    configure(unconfigured_logging)
+    before = unconfigured_logging.handlers[:]
+    assert log_sessions_on_console() is None
+    assert unconfigured_logging.handlers == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import socket
 import sys
@@ -14,6 +15,7 @@ from django import get_version
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from pyftpdlib.log import LogFormatter
 
 from django_ftpserver import utils
 from django_ftpserver.checks import exposure_warning
@@ -43,6 +45,31 @@ def parse_host_port(text: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise CommandError(f"invalid port {port} in {text!r}: must be 0-65535")
     return host, port
+
+
+def log_sessions_on_console() -> logging.Handler | None:
+    """Print pyftpdlib's session log on standard error, unless logging says where it goes.
+
+    pyftpdlib's own ``serve_forever()`` does the same when nothing is
+    configured, and so did django-ftpserver 1.0: a line per connection,
+    login, transfer and disconnection, at ``INFO``. The ``pyftpdlib`` logger
+    counts as configured when it has a handler or a level of its own or does
+    not propagate, or when the root logger has a handler: a project that
+    silences it in ``LOGGING`` stays silent. Returns the handler added, if any.
+    """
+    ftp_logger = logging.getLogger("pyftpdlib")
+    if (
+        ftp_logger.handlers
+        or ftp_logger.level != logging.NOTSET
+        or not ftp_logger.propagate
+        or logging.getLogger().handlers
+    ):
+        return None
+    handler = logging.StreamHandler()  # sys.stderr now: after a --daemonize, its err_log
+    handler.setFormatter(LogFormatter())
+    ftp_logger.setLevel(logging.INFO)
+    ftp_logger.addHandler(handler)
+    return handler
 
 
 def describe_bind_error(host: str, port: int, exc: OSError) -> str:
@@ -284,6 +311,7 @@ class Command(BaseCommand):
         if pid_stream is not None:
             with pid_stream:
                 pid_stream.write(str(os.getpid()))
+        log_sessions_on_console()
         try:
             runner.run(sender=self.__class__)
         finally:
