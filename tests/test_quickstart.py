@@ -3,7 +3,7 @@
 The page's own commands run in a scratch directory, in order (see
 ``tests/doc_console.py``). The install steps (a virtualenv and ``pip
 install`` from the clone) are the only ones not run: the test runs in the
-suite's virtualenv, where this checkout is installed already, and the
+suite's virtualenv with this checkout first on ``PYTHONPATH``, and the
 version check right after them proves the reader got this version.
 """
 
@@ -55,7 +55,9 @@ def test_the_page_parses_as_expected() -> None:
 def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     reader = doc_console.Reader(
         cwd=tmp_path,
-        env=doc_console.reader_env(str(Path(sys.executable).parent)),
+        # This checkout first on the path: the package the suite's virtualenv
+        # has installed may be another copy (an editable install elsewhere).
+        env={**doc_console.reader_env(str(Path(sys.executable).parent)), "PYTHONPATH": str(ROOT)},
         port_map={},
         # Each of the page's three servers on a port of its own, picked at
         # its start: one picked once may be taken by the time the next starts.
@@ -64,6 +66,10 @@ def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     )
     reader.run_page(page_blocks())
     assert len(reader.skipped) == len(INSTALL)
+    imported = reader.run(
+        ["python", "-c", "import django_ftpserver; print(django_ftpserver.__file__)"]
+    )
+    assert imported.stdout.strip() == str(ROOT / "django_ftpserver" / "__init__.py")
     project = tmp_path / "ftpdemo"
     # What the page says the reader ends up with.
     assert (project / "ftp-homes/alice/hello.txt").read_text() == "hello, FTP\n"
