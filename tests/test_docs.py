@@ -79,3 +79,89 @@ def test_troubleshooting_quotes_real_replies() -> None:
     for reply in replies:
         code, message = reply.split(" ", 1)
         assert message in sources, reply
+
+
+# ``pip install`` of the registry's django-ftpserver, with its extras and the
+# text right after it.
+REGISTRY_INSTALL = re.compile(
+    r"pip install\s+(?:-e\s+)?['\"]?(django-ftpserver[^\s'\"`]*)['\"]?([^\n]*\n?[^\n]*)"
+)
+
+
+def test_no_page_installs_the_old_release() -> None:
+    """Until 1.1 is on PyPI, ``pip install django-ftpserver`` gets 1.0: no page says to run it.
+
+    Every install line names a clone (``./django-ftpserver``) or the git
+    URL; the registry's name appears only where a page warns about it or
+    asks for ``>=1.1``.
+    """
+    pages = [*sorted(DOCS.glob("*.rst")), DOCS.parent / "README.rst"]
+    found = []
+    for page in pages:
+        for match in REGISTRY_INSTALL.finditer(page.read_text()):
+            requirement, after = match.group(1), " ".join(match.group(2).split())
+            if ">=1.1" in requirement or after.startswith(("@ git+", "`` installs")):
+                continue
+            found.append(f"{page.name}: {match.group(0).strip()}")
+    assert found == []
+
+
+def test_readme_names_every_setting_signal_command_and_server_option() -> None:
+    """The README's summary keeps up with the code, as the full pages do."""
+    from django.core.management.base import BaseCommand
+
+    from django_ftpserver.management.commands.ftpserver import Command
+
+    readme = (DOCS.parent / "README.rst").read_text()
+    signal_names = {name for name in dir(signals) if name.startswith("ftp_")}
+    command_names = {module.name for module in pkgutil.iter_modules(commands.__path__)}
+    common = {
+        option
+        for action in BaseCommand().create_parser("manage.py", "x")._actions
+        for option in action.option_strings
+    }
+    server_options = {
+        option
+        for action in Command().create_parser("manage.py", "ftpserver")._actions
+        for option in action.option_strings
+        if option.startswith("--") and option not in common
+    }
+    assert {n for n in setting_names() if f"``{n}``" not in readme} == set()
+    assert {n for n in signal_names if f"``{n}``" not in readme} == set()
+    assert {n for n in command_names if f"``{n}" not in readme} == set()
+    assert {o for o in server_options | {"--skip-checks"} if f"``{o}``" not in readme} == set()
+
+
+def test_commands_page_documents_every_server_option() -> None:
+    from django_ftpserver.management.commands.ftpserver import Command
+
+    text = (DOCS / "commands.rst").read_text()
+    page = text.split("``ftpserver``\n", 1)[1].split("\n``createftpusergroup``\n", 1)[0]
+    documented = set(
+        re.findall(r"(--[\w-]+)", " ".join(re.findall(r"^\.\. option:: (.+)$", page, re.M)))
+    )
+    options = {
+        option
+        for action in Command().create_parser("manage.py", "ftpserver")._actions
+        for option in action.option_strings
+        if option.startswith("--")
+    }
+    common = {
+        "--help",
+        "--version",
+        "--verbosity",
+        "--settings",
+        "--pythonpath",
+        "--traceback",
+        "--no-color",
+        "--force-color",
+    }
+    assert options - common - documented == set()
+
+
+def test_installation_names_every_migration() -> None:
+    from django_ftpserver import migrations
+
+    text = (DOCS / "installation.rst").read_text()
+    names = {module.name for module in pkgutil.iter_modules(migrations.__path__)}
+    assert {name for name in names if f"``{name}``" not in text} == set()
