@@ -178,6 +178,8 @@ class Reader:
     server_ports: Callable[[], dict[str, str]] | None = None
     #: Starts of one server on fresh ports before its port's being taken fails.
     port_attempts: int = 5
+    #: A command prefix that runs each command as another user (``setpriv ...``).
+    as_user: list[str] = field(default_factory=list)
 
     def substitute(self, text: str) -> str:
         for shown, real in self.port_map.items():
@@ -225,7 +227,7 @@ class Reader:
     def run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` to its end as the reader would, in the current directory."""
         return subprocess.run(
-            argv,
+            [*self.as_user, *argv],
             cwd=self.cwd,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -261,7 +263,7 @@ class Reader:
         log = self.cwd / f".server-{len(self.servers)}.log"
         with log.open("w") as out:
             process = subprocess.Popen(
-                ["bash", "-c", f"exec {text}"],
+                [*self.as_user, "bash", "-c", f"exec {text}"],
                 cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
