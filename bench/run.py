@@ -678,15 +678,22 @@ class Bench:
 
     # --- metrics: counting must not slow the sessions
 
-    def _timed_commands(self, server: Server) -> float:
+    def _timed_commands(self, server: Server) -> tuple[float, float]:
+        """(seconds, server CPU seconds) of one session's 220 commands.
+
+        The CPU figure counts the whole session (login and QUIT included,
+        the same for every server): what the server process spent on it,
+        which the machine's other work changes much less than the time.
+        """
         ftp = ftplib.FTP()
         ftp.connect(HOST, server.port, timeout=30)
+        cpu = server.stats()["cpu_s"]
         ftp.login(MAIN_USER, PASSWORD)
         start = time.perf_counter()
         run_220_commands(ftp)
         elapsed = time.perf_counter() - start
         ftp.quit()
-        return elapsed
+        return elapsed, server.stats()["cpu_s"] - cpu
 
     def measure_metrics(self) -> None:
         """220 commands and a transfer with and without ``--metrics``, beside an A/A control.
@@ -726,6 +733,7 @@ class Bench:
         size = self.params.transfer_mb * MB
         write_file(self.home / "big.bin", self.params.transfer_mb)
         commands: dict[str, list[float]] = {name: [] for name in names}
+        cpu: dict[str, list[float]] = {name: [] for name in names}
         transfers: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
         command_reps = 50
         transfer_reps = 3 if self.params.reps == 1 else 7
@@ -734,7 +742,9 @@ class Bench:
                 self._timed_commands(server)  # untimed warm-up: caches, threads
             for rep in range(command_reps):
                 for name in names[rep % 4 :] + names[: rep % 4]:
-                    commands[name].append(self._timed_commands(servers[name]))
+                    elapsed, spent = self._timed_commands(servers[name])
+                    commands[name].append(elapsed)
+                    cpu[name].append(spent)
             with cores_apart(list(servers.values())) as placement:
                 for server in servers.values():
                     self._transfer(server, size)  # untimed warm-up
@@ -777,6 +787,27 @@ class Bench:
                 noise,
                 unit="x",
                 note=f"the noise floor, measured the same way, +/- {noise_spread:.3f}",
+            )
+        )
+        ratio, spread = paired_ratio(cpu["metrics"], cpu["ours"])
+        noise, noise_spread = paired_ratio(cpu["ours-2"], cpu["ours"])
+        self.rows.append(
+            Row(
+                "  server CPU with / without metrics",
+                ratio,
+                unit="x",
+                goal="<= 1.03 x",
+                met=within_goal(ratio <= 1.03, spread, noise),
+                note="the server process's CPU time for the session; median of "
+                f"{command_reps} pairs" + noisy(spread, noise),
+            )
+        )
+        self.rows.append(
+            Row(
+                "  server CPU A/A: two servers, no metrics",
+                noise,
+                unit="x",
+                note=f"the noise floor, +/- {noise_spread:.3f}",
             )
         )
         extra = counting_cost_per_command()
