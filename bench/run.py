@@ -408,24 +408,110 @@ class Bench:
         return elapsed
 
     def measure_policy(self) -> None:
-        """220 commands: ours without pre-signal receivers, ours with, bare pyftpdlib.
+        """220 commands: ours with no pre-signal receiver against ours without the feature.
 
-        The best of several rounds, the three alternating, so a busy moment
-        of the machine hits them alike.
+        "Without the feature" is a server of ours whose handler has the
+        pre-signal checks taken out (``bench.serve.remove_pre_signals``).
+        Rounds rotate over four servers: ours as shipped with no receiver,
+        ours without the feature, ours again (the A/A control, a second
+        process) and bare pyftpdlib, and a fifth turn of the shipped server
+        with a receiver that allows everything connected to every
+        pre-signal; each ratio is the median of one round's pairs.
         """
-        times: dict[str, list[float]] = {"none": [], "allow": [], "bare": []}
-        for server in (self.ours, self.bare):
-            self._command_mix(server)  # untimed: warm caches and the password cache
-        for rep in range(max(9, self.params.reps * 6 + 1)):
-            for key in ("none", "allow", "bare") if rep % 2 else ("bare", "allow", "none"):
-                server = self.bare if key == "bare" else self.ours
-                if key != "bare":
-                    assert server.ask(f"pre-signals {'on' if key == 'allow' else 'off'}") == "ok"
-                times[key].append(self._command_mix(server))
-        assert self.ours.ask("pre-signals off") == "ok"
-        none, allow, bare = (min(times[key]) for key in ("none", "allow", "bare"))
-        self.rows.append(Row("220 commands after login, no pre-signal receiver", none, bare, "s"))
-        self.rows.append(Row("  with a receiver on every pre-signal", allow, bare, "s"))
+        assert self.workdir is not None
+        without = Server.start("ours-without-pre-signals", self.home, self.env, self.workdir)
+        twin = Server.start("ours", self.home, self.env, self.workdir, name="ours-2")
+        servers = {
+            "none": self.ours,
+            "without": without,
+            "twin": twin,
+            "bare": self.bare,
+            "allow": self.ours,  # with the allowing receiver connected for its turn
+        }
+        names = list(servers)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        cpu: dict[str, list[float]] = {name: [] for name in names}
+        rounds = 15 if self.params.reps == 1 else 40
+        try:
+            for server in servers.values():
+                self._command_mix(server)  # untimed: warm caches and the password cache
+            for rep in range(rounds):
+                for name in names[rep % 5 :] + names[: rep % 5]:
+                    if name == "allow":
+                        assert self.ours.ask("pre-signals on") == "ok"
+                    before = servers[name].stats()["cpu_s"]
+                    times[name].append(self._command_mix(servers[name]))
+                    cpu[name].append(servers[name].stats()["cpu_s"] - before)
+                    if name == "allow":
+                        assert self.ours.ask("pre-signals off") == "ok"
+        finally:
+            self.ours.ask("pre-signals off")
+            without.stop()
+            twin.stop()
+        median = {name: statistics.median(values) for name, values in times.items()}
+        self.rows.append(
+            Row(
+                "220 commands after login, no pre-signal receiver",
+                median["none"],
+                median["bare"],
+                "s",
+                note=f"medians of {rounds} rounds",
+            )
+        )
+        self.rows.append(
+            Row("  ours without the pre-signal checks", median["without"], median["bare"], "s")
+        )
+        ratio, spread = paired_ratio(times["none"], times["without"])
+        noise, noise_spread = paired_ratio(times["twin"], times["none"])
+        self.rows.append(
+            Row(
+                "  time with / without the checks",
+                ratio,
+                unit="x",
+                goal="<= 1.03 x",
+                met=within_goal(ratio <= 1.03, spread, noise),
+                note=f"above 1: slower with the checks; median of {rounds} pairs"
+                + noisy(spread, noise),
+            )
+        )
+        self.rows.append(
+            Row(
+                "  time A/A: two servers, no receiver",
+                noise,
+                unit="x",
+                note=f"the noise floor, +/- {noise_spread:.3f}",
+            )
+        )
+        ratio, spread = paired_ratio(cpu["none"], cpu["without"])
+        noise, noise_spread = paired_ratio(cpu["twin"], cpu["none"])
+        self.rows.append(
+            Row(
+                "  server CPU with / without the checks",
+                ratio,
+                unit="x",
+                goal="<= 1.03 x",
+                met=within_goal(ratio <= 1.03, spread, noise),
+                note="the server process's CPU time for the session, login included; "
+                f"median of {rounds} pairs" + noisy(spread, noise),
+            )
+        )
+        self.rows.append(
+            Row(
+                "  server CPU A/A: two servers, no receiver",
+                noise,
+                unit="x",
+                note=f"the noise floor, +/- {noise_spread:.3f}",
+            )
+        )
+        self.rows.append(
+            Row(
+                "  with a receiver on every pre-signal",
+                median["allow"],
+                median["bare"],
+                "s",
+                note="a receiver that allows everything: the cost of asking",
+            )
+        )
 
     # --- goal 4: connections
 

@@ -97,10 +97,25 @@ def allow_everything(on: bool) -> None:
                 signal.disconnect(dispatch_uid="bench-allow")
 
 
+def remove_pre_signals() -> None:
+    """Take the pre-signal commands out of the handler: ours as it was without the feature.
+
+    ``PreSignalMixin`` only overrides commands (each calls pyftpdlib's after
+    its check); without its overrides every command goes straight to the
+    next class, as before pre-signals existed.
+    """
+    from django_ftpserver.handler.prechecks import PreSignalMixin
+
+    for name in [name for name in vars(PreSignalMixin) if name.startswith("ftp_")]:
+        delattr(PreSignalMixin, name)
+
+
 def build_ours(args: argparse.Namespace) -> tuple[Any, Any, Any, Counters | None]:
     import django
 
     django.setup()
+    if args.kind == "ours-without-pre-signals":
+        remove_pre_signals()
     counters = Counters()
     counters.install()
     from django_ftpserver.runner import FTPServerConfig, FTPServerRunner
@@ -179,7 +194,9 @@ def control(stop: Any, clear_cache: Any, counters: Counters | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.serve")
-    parser.add_argument("kind", choices=["ours", "ours-metrics", "bare"])
+    parser.add_argument(
+        "kind", choices=["ours", "ours-metrics", "ours-without-pre-signals", "bare"]
+    )
     parser.add_argument("--certfile", help="serve FTPS with this PEM (certificate and key)")
     parser.add_argument("--home", required=True)
     parser.add_argument("--password", required=True)

@@ -134,3 +134,34 @@ def test_admin_refuses_bad_permission_letters(admin_client, permission, error):
         error + (", use letters of 'elradfmwMT'" if "unknown" in error else "")
     ]
     assert not FTPUserGroup.objects.exists()
+
+
+def test_quotas_set_and_shown_in_the_admin(admin_client, ftp_account, group):
+    from django.utils import timezone
+
+    url = reverse("admin:django_ftpserver_ftpusergroup_change", args=[group.pk])
+    data = {"name": "staff", "permission": "elr", "home_dir": "/srv/{username}"}
+    data.update({"quota_bytes": "2097152", "quota_files": "50"})
+    assert admin_client.post(url, _with_empty_inlines(admin_client, url, data)).status_code == 302
+    group.refresh_from_db()
+    assert (group.quota_bytes, group.quota_files) == (2097152, 50)
+
+    # The account's own value wins over its group's; the usage is read-only.
+    url = reverse("admin:django_ftpserver_ftpuseraccount_change", args=[ftp_account.pk])
+    form = admin_client.get(url).context["adminform"].form
+    assert {"quota_bytes", "quota_files"} <= set(form.fields)
+    assert not {"used_bytes", "used_files", "usage_counted_at"} & set(form.fields)
+    data = {"user": ftp_account.user_id, "group": group.pk, "home_dir": ""}
+    data.update({"quota_bytes": "", "quota_files": "10", "used_bytes": "1", "used_files": "1"})
+    assert admin_client.post(url, _with_empty_inlines(admin_client, url, data)).status_code == 302
+    ftp_account.refresh_from_db()
+    assert (ftp_account.quota_bytes, ftp_account.quota_files) == (None, 10)
+    assert (ftp_account.used_bytes, ftp_account.used_files) == (0, 0)
+
+    FTPUserAccount.objects.filter(pk=ftp_account.pk).update(
+        used_bytes=1024 * 1024, used_files=3, usage_counted_at=timezone.now()
+    )
+    changelist = admin_client.get(reverse("admin:django_ftpserver_ftpuseraccount_changelist"))
+    content = changelist.content.decode()
+    assert "1.0\xa0MB, 3 files" in content
+    assert "2.0\xa0MB, 10 files" in content

@@ -27,10 +27,12 @@ import pytest
 
 from .conftest import PASSWORD, RunningServer, SignalRecorder
 from .test_tls_policy import Certificate, make_certificate
+from .test_tls_session_reuse import ReusingFTP_TLS
 
 #: plain FTP; FTPS as the client negotiates it (TLS 1.3 here); FTPS with the
-#: client held to TLS 1.2.
-MODES = ["plain", "ftps", "ftps-tls1.2"]
+#: client held to TLS 1.2; FTPS with FTPSERVER_TLS_REQUIRE_SESSION_REUSE, which
+#: refuses a data connection that does not resume the control's TLS session.
+MODES = ["plain", "ftps", "ftps-tls1.2", "ftps-reuse"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -105,6 +107,8 @@ class Served:
     recorder: SignalRecorder
     #: Highest TLS version the client may use ("1.2"), None for its default.
     tls_max: str | None = None
+    #: Whether data connections must resume the control's TLS session.
+    server_reuses_sessions: bool = False
 
     @property
     def port(self) -> int:
@@ -136,18 +140,22 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
 @pytest.fixture(params=MODES)
 def served(
     request: pytest.FixtureRequest,
+    settings: Any,
     server_factory: Callable[..., RunningServer],
     home: Path,
     recorder: SignalRecorder,
     certificate: Certificate,
 ) -> Served:
     """A running server, plain or FTPS (TLS required), and alice's home."""
+    if request.param == "ftps-reuse":
+        settings.FTPSERVER_TLS_REQUIRE_SESSION_REUSE = True
     if request.param.startswith("ftps"):
         server = server_factory(
             certfile=str(certificate.certfile), keyfile=str(certificate.keyfile)
         )
         tls_max = "1.2" if request.param == "ftps-tls1.2" else None
-        return Served(server, home, certificate, recorder, tls_max)
+        reuse = request.param == "ftps-reuse"
+        return Served(server, home, certificate, recorder, tls_max, reuse)
     return Served(server_factory(), home, None, recorder)
 
 
@@ -289,6 +297,11 @@ def _rclone(served: Served, tmp_path: Path, *args: str) -> subprocess.CompletedP
     }
     obscured = _run(["rclone", "obscure", PASSWORD], env=env).stdout.strip()
     remote = f":ftp,host=127.0.0.1,port={served.port},user=alice,pass={obscured}"
+    if served.server_reuses_sessions:
+        # rclone keeps one TLS session per host for all its connections: with
+        # several, a data connection resumes another control's session and
+        # is refused (522). One connection resumes its own.
+        remote += ",concurrency=1"
     options = ["--retries", "1", "--low-level-retries", "1", "--contimeout", "30s"]
     if served.tls:
         remote += ",explicit_tls=true"
@@ -351,7 +364,10 @@ def ftplib_client(served: Served) -> Iterator[ftplib.FTP]:
         context = served.tls.client_context()
         if served.tls_max:
             context.maximum_version = ssl.TLSVersion.TLSv1_2
-        ftp: ftplib.FTP = ftplib.FTP_TLS(context=context, timeout=30)
+        # Python's FTP_TLS does not resume the control's session on its data
+        # connections; the subclass of test_tls_session_reuse does.
+        reuse = served.server_reuses_sessions
+        ftp: ftplib.FTP = (ReusingFTP_TLS if reuse else ftplib.FTP_TLS)(context=context, timeout=30)
         ftp.connect(served.server.host, served.port)
         ftp.login("alice", PASSWORD)
         ftp.prot_p()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import ftplib
 import logging
+import random
 import re
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -160,15 +162,36 @@ def test_passive_connection_from_another_address_is_refused(start, account, home
     assert len(warnings) == 1 and warnings[0].startswith("FTP data connection from 127.0.0.2:")
 
 
-def free_ports(count):
-    socks = [socket.socket() for _ in range(count)]
+def ephemeral_range():
+    """The ports the kernel picks for outgoing connections and ``bind(port 0)``."""
     try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return sorted(sock.getsockname()[1] for sock in socks)
-    finally:
-        for sock in socks:
-            sock.close()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_ports(count):
+    """``count`` free ports outside the ephemeral range.
+
+    A port the kernel handed out (``bind`` to port 0) and that was closed
+    again may be given to any connection made meanwhile, on this machine,
+    as its source port, and the server then finds it in use; the ports below
+    are only taken by those who ask for them by number.
+    """
+    low, high = ephemeral_range()
+    candidates = [port for port in range(10000, 65536) if not low <= port <= high]
+    ports = []
+    for port in random.sample(candidates, len(candidates)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return sorted(ports)
+    pytest.skip(f"no {count} free ports outside the ephemeral range {low}-{high}")
 
 
 def test_pasv_1000_times_does_not_exhaust_the_range(start, account, home, caplog):

@@ -191,15 +191,24 @@ def test_dribbling_client_is_closed_at_the_login_timeout(server_factory):
     assert elapsed >= 2
 
 
+def login_timeout_passed(server):
+    """Wait until a connection opened now is closed by the login timeout.
+
+    Its deadline comes after that of every connection opened before it.
+    """
+    sock, reply = silent(server, "127.0.0.9")
+    with sock:
+        assert reply.startswith("220 ")
+        assert closed_by_server(sock).startswith("421 Not logged in within")
+
+
 def test_logged_in_sessions_keep_the_idle_timeout(server_factory, account):
     server = server_factory(**{"login-timeout": 1})
     client = RawClient(server)
     try:
         client.login("alice")
-        before = time.monotonic()
         # Past the login timeout, not the idle timeout (300 s): still served.
-        while time.monotonic() - before < 2.5:
-            time.sleep(0.1)
+        login_timeout_passed(server)
         assert client.send(b"NOOP")[0] == 200
         assert client.send(b"PWD")[0] == 257
     finally:
@@ -222,7 +231,9 @@ def test_rein_starts_a_new_login_timeout(server_factory, account):
     assert djangoserver(server).pre_login_sessions == 0
 
 
-def test_login_timeout_during_a_failed_logins_delay(server_factory, account, monkeypatch, caplog):
+def test_login_timeout_during_a_failed_logins_delay(
+    server_factory, account, monkeypatch, caplog, recorder
+):
     """pyftpdlib re-registers the session after the delay: not once it was closed."""
     monkeypatch.setattr(DjangoFTPHandler, "auth_failed_timeout", 3)
     server = server_factory(**{"login-timeout": 1})
@@ -232,7 +243,9 @@ def test_login_timeout_during_a_failed_logins_delay(server_factory, account, mon
         client.write(b"PASS wrong\r\n")
         assert client.read_reply() == (421, b"Not logged in within 1 second. Disconnecting.")
         assert client.file.read() == b""  # closed, no 530 after it
-    time.sleep(3.5)  # past the failed login's delay, when pyftpdlib re-registers
+    # The failed login's delayed callback has run (it re-registers the
+    # session first, then sends ftp_login_failed).
+    recorder.wait("ftp_login_failed")
     assert try_login(server.host, server.port).startswith("230")
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == []
@@ -265,9 +278,7 @@ def test_tls_login_within_the_timeout(server_factory, certificate, account):  # 
     client.connect(server.host, server.port, timeout=10)
     try:
         client.login("alice", PASSWORD)
-        before = time.monotonic()
-        while time.monotonic() - before < 3:
-            time.sleep(0.1)
+        login_timeout_passed(server)
         assert client.pwd() == "/"
     finally:
         client.close()

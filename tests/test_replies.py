@@ -180,6 +180,46 @@ def test_mlsd_of_a_directory_created_meanwhile_never_answers_501(
         client.close()
 
 
+class _VanishingFS(AbstractedFS):
+    """Another session removes ``vanishing`` just after this one found it a directory."""
+
+    removed = False
+
+    def isdir(self, path: str) -> bool:
+        found = super().isdir(path)
+        if found and os.path.basename(path) == "vanishing" and not type(self).removed:
+            os.rmdir(path)
+            type(self).removed = True
+        return found
+
+
+def test_mlsd_of_a_directory_removed_meanwhile_answers_550(
+    settings: Any,
+    tmp_path: Path,
+    server_factory: Callable[..., RunningServer],
+    make_account: Callable[..., Any],
+) -> None:
+    """rclone deletes folders from some connections while others list them.
+
+    The directory was there when the kind was checked and is gone when it is
+    listed: "not found" (550), never pyftpdlib's 501 from a second look.
+    """
+    home = tmp_path / "alice"
+    (home / "vanishing").mkdir(parents=True)
+    make_account("alice", home=home)
+    _VanishingFS.removed = False
+    settings.FTPSERVER_FILESYSTEM = _VanishingFS
+    client = RawClient(server_factory())
+    try:
+        client.login("alice")
+        code, text, _ = client.pasv_transfer(b"MLSD vanishing")
+        assert code == 550, text
+        assert _VanishingFS.removed
+        assert client.send(b"NOOP")[0] == 200
+    finally:
+        client.close()
+
+
 def test_existing_paths_still_work(raw: RawClient) -> None:
     """The 550s above are about the path, not the command."""
     assert raw.pasv_transfer(b"MLSD d")[0] == 226

@@ -2,15 +2,21 @@
 
 pyproject.toml (classifiers, ``requires-python``, the Django requirement,
 ruff's target), tox.ini (the test matrix), the Makefile (the newest
-combination ``make test`` runs) and docs/installation.rst (the table users
-read) each name them; a release that changes one must change them all.
+combination ``make test`` runs), docs/installation.rst (the table users
+read) and the README each name them; a release that changes one must change
+them all. ``make test-newest`` itself, and scripts/find-python that finds
+its interpreter, are checked at the end.
 """
 
 from __future__ import annotations
 
 import configparser
 import itertools
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +140,85 @@ def test_make_test_runs_the_newest_combination():
     assert version(makefile_variable("NEWEST_PYTHON_VERSION")) == newest_python
     assert makefile_variable("NEWEST_DJANGO") == series_range(newest_django)
     assert newest_python in tox_matrix()[newest_django]
+
+
+def test_the_readme_names_the_supported_versions():
+    readme = (ROOT / "README.rst").read_text()
+    series = sorted(classifiers("Framework :: Django"))
+    pythons = sorted(classifiers("Programming Language :: Python"))
+    # Django's long-term support releases are the X.2 ones.
+    names = [f"{major}.{minor}" + (" (LTS)" if minor == 2 else "") for major, minor in series]
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+    python_range = f"Python {pythons[0][0]}.{pythons[0][1]} to {pythons[-1][0]}.{pythons[-1][1]}"
+    assert f"Django {listed} on {python_range}" in " ".join(readme.split())
+    newest = f"Django {series[-1][0]}.{series[-1][1]} on Python {pythons[-1][0]}.{pythons[-1][1]}"
+    assert newest in " ".join(readme.split())
+
+
+# `make test` (and so CI, .ci/run) runs the newest combination, and fails
+# there when it cannot.
+
+
+def test_make_test_depends_on_test_newest():
+    rule = re.search(r"^test: (.*)$", (ROOT / "Makefile").read_text(), flags=re.MULTILINE)
+    assert rule, "the Makefile has no test target"
+    assert {"test-sqlite", "test-newest"} <= set(rule[1].split())
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def make_test_newest(**env: str) -> subprocess.CompletedProcess[str]:
+    """``make test-newest`` with no interpreter found for the newest Python."""
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    clean = {k: v for k, v in os.environ.items() if k not in ("CI", "FTPSERVER_REQUIRE_SERVICES")}
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), "test-newest", "NEWEST_PYTHON="],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_test_newest_without_its_python_skips_with_a_message():
+    result = make_test_newest()
+    assert result.returncode == 0, result.stderr
+    newest = makefile_variable("NEWEST_DJANGO")
+    assert f"test-newest: SKIPPED the SQLite suite on {newest}" in result.stderr
+    assert "NEWEST_PYTHON=" in result.stderr  # says how to choose one
+
+
+@pytest.mark.parametrize("env", [{"CI": "true"}, {"FTPSERVER_REQUIRE_SERVICES": "1"}])
+def test_test_newest_without_its_python_fails_in_ci(env):
+    result = make_test_newest(**env)
+    assert result.returncode != 0
+    assert "test-newest: required here" in result.stderr
+
+
+def find_python(version: str, path_dir: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": f"{path_dir}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(home)}
+    env["PYENV_ROOT"] = str(home / "no-pyenv")
+    return subprocess.run(
+        ["sh", str(ROOT / "scripts" / "find-python"), version],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_find_python_finds_a_working_interpreter_on_path(tmp_path):
+    current = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    (tmp_path / f"python{current}").symlink_to(sys.executable)
+    result = find_python(current, tmp_path, tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == str(tmp_path / f"python{current}")
+
+
+def test_find_python_refuses_an_interpreter_of_another_series(tmp_path):
+    # A pythonX.Y that runs another version (a pyenv shim of a version that
+    # is not selected, a wrong link) is not taken.
+    (tmp_path / "python3.99").symlink_to(sys.executable)
+    result = find_python("3.99", tmp_path, tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""

@@ -26,7 +26,7 @@ class PathPermissionFactsMixin:
     pyftpdlib computes the facts from the account's one permission string;
     with path rules, each entry gets the letters of its own path, so a
     client shows ``/reports`` as read-only. Without rules (or with another
-    authorizer) pyftpdlib's own code runs.
+    authorizer) the facts are pyftpdlib's, from the one permission string.
     """
 
     def _perms_for(self) -> Any:
@@ -37,23 +37,30 @@ class PathPermissionFactsMixin:
         return perms_for
 
     def ftp_MLSD(self, path: str) -> Any:
-        perms_for = self._perms_for()
-        if perms_for is None:
-            return super().ftp_MLSD(path)
-        # ClientRepliesMixin answered a path that is not a directory.
+        # ClientRepliesMixin answered a path that is not a directory. The
+        # listing is made here, not by pyftpdlib's ftp_MLSD: that one looks
+        # at isdir() once more and answers 501 for a directory another
+        # session removed since (rclone deletes from several connections
+        # while others list); here that is listdir()'s "not found", 550.
         try:
             listing = self.run_as_current_user(self.fs.listdir, path)
         except (OSError, FilesystemError) as err:
             self.respond(f"550 {strerror(err)}.")
             return None
         facts = self._current_facts
+        perms_for = self._perms_for()
+        if perms_for is None:
+            perms = self.authorizer.get_perms(self.username)
+            iterator = self.fs.format_mlsx(path, listing, perms, facts)
+        else:
 
-        def lines() -> Iterator[bytes]:
-            for name in listing:
-                perms = perms_for(os.path.join(path, name))
-                yield from self.fs.format_mlsx(path, [name], perms, facts)
+            def lines() -> Iterator[bytes]:
+                for name in listing:
+                    perms = perms_for(os.path.join(path, name))
+                    yield from self.fs.format_mlsx(path, [name], perms, facts)
 
-        self.push_dtp_data(BufferedIteratorProducer(lines()), isproducer=True, cmd="MLSD")
+            iterator = lines()
+        self.push_dtp_data(BufferedIteratorProducer(iterator), isproducer=True, cmd="MLSD")
         return path
 
     def ftp_MLST(self, path: str) -> Any:
