@@ -383,29 +383,25 @@ class Bench:
 
     # --- pre-operation signals: no cost without receivers
 
-    def _command_mix(self, server: Server) -> float:
-        """Seconds for 220 ordinary commands (11 kinds, RETR among them) after login."""
+    def _timed_commands(self, server: Server) -> tuple[float, float]:
+        """(seconds, server CPU seconds) of one session's 220 commands.
+
+        The CPU figure counts the commands and QUIT (not the login, whose
+        work is the same for every server): what the server process spent
+        on them, which the machine's other work changes much less than the time;
+        the scrapes of ``/metrics`` meanwhile are taken out (see
+        ``session_cpu``).
+        """
         ftp = ftplib.FTP()
         ftp.connect(HOST, server.port, timeout=30)
         ftp.login(MAIN_USER, PASSWORD)
-        ftp.voidcmd("TYPE I")
-        sink: list[str] = []
+        before = server.stats()
         start = time.perf_counter()
-        for _ in range(20):
-            ftp.pwd()
-            ftp.cwd("sub")
-            ftp.cwd("/")
-            ftp.voidcmd("NOOP")
-            ftp.size("small.bin")
-            ftp.voidcmd("MDTM small.bin")
-            ftp.retrlines("LIST", sink.append)
-            ftp.nlst()
-            ftp.retrbinary("RETR small.bin", lambda data: None)
-            ftp.voidcmd("NOOP")
-            ftp.pwd()
+        run_220_commands(ftp)
         elapsed = time.perf_counter() - start
         ftp.quit()
-        return elapsed
+        after = server.stats()
+        return elapsed, session_cpu(before, after)
 
     def measure_policy(self) -> None:
         """220 commands: ours with no pre-signal receiver against ours without the feature.
@@ -434,14 +430,14 @@ class Bench:
         rounds = 15 if self.params.reps == 1 else 40
         try:
             for server in servers.values():
-                self._command_mix(server)  # untimed: warm caches and the password cache
+                self._timed_commands(server)  # untimed: warm caches and the password cache
             for rep in range(rounds):
                 for name in names[rep % 5 :] + names[: rep % 5]:
                     if name == "allow":
                         assert self.ours.ask("pre-signals on") == "ok"
-                    before = servers[name].stats()["cpu_s"]
-                    times[name].append(self._command_mix(servers[name]))
-                    cpu[name].append(servers[name].stats()["cpu_s"] - before)
+                    elapsed, spent = self._timed_commands(servers[name])
+                    times[name].append(elapsed)
+                    cpu[name].append(spent)
                     if name == "allow":
                         assert self.ours.ask("pre-signals off") == "ok"
         finally:
@@ -461,47 +457,23 @@ class Bench:
         self.rows.append(
             Row("  ours without the pre-signal checks", median["without"], median["bare"], "s")
         )
-        ratio, spread = paired_ratio(times["none"], times["without"])
-        noise, noise_spread = paired_ratio(times["twin"], times["none"])
-        self.rows.append(
-            Row(
-                "  time with / without the checks",
-                ratio,
-                unit="x",
-                goal="<= 1.03 x",
-                met=within_goal(ratio <= 1.03, spread, noise),
-                note=f"above 1: slower with the checks; median of {rounds} pairs"
-                + noisy(spread, noise),
-            )
+        self.rows += slower_rows(
+            "time",
+            "the checks",
+            times,
+            ("none", "without"),
+            ("twin", "none"),
+            "no receiver",
+            f"above 1: slower with the checks; median of {rounds} pairs",
         )
-        self.rows.append(
-            Row(
-                "  time A/A: two servers, no receiver",
-                noise,
-                unit="x",
-                note=f"the noise floor, +/- {noise_spread:.3f}",
-            )
-        )
-        ratio, spread = paired_ratio(cpu["none"], cpu["without"])
-        noise, noise_spread = paired_ratio(cpu["twin"], cpu["none"])
-        self.rows.append(
-            Row(
-                "  server CPU with / without the checks",
-                ratio,
-                unit="x",
-                goal="<= 1.03 x",
-                met=within_goal(ratio <= 1.03, spread, noise),
-                note="the server process's CPU time for the session, login included; "
-                f"median of {rounds} pairs" + noisy(spread, noise),
-            )
-        )
-        self.rows.append(
-            Row(
-                "  server CPU A/A: two servers, no receiver",
-                noise,
-                unit="x",
-                note=f"the noise floor, +/- {noise_spread:.3f}",
-            )
+        self.rows += slower_rows(
+            "server CPU",
+            "the checks",
+            cpu,
+            ("none", "without"),
+            ("twin", "none"),
+            "no receiver",
+            f"the server process's CPU time for the commands; median of {rounds} pairs",
         )
         self.rows.append(
             Row(
@@ -764,23 +736,6 @@ class Bench:
 
     # --- metrics: counting must not slow the sessions
 
-    def _timed_commands(self, server: Server) -> tuple[float, float]:
-        """(seconds, server CPU seconds) of one session's 220 commands.
-
-        The CPU figure counts the whole session (login and QUIT included,
-        the same for every server): what the server process spent on it,
-        which the machine's other work changes much less than the time.
-        """
-        ftp = ftplib.FTP()
-        ftp.connect(HOST, server.port, timeout=30)
-        cpu = server.stats()["cpu_s"]
-        ftp.login(MAIN_USER, PASSWORD)
-        start = time.perf_counter()
-        run_220_commands(ftp)
-        elapsed = time.perf_counter() - start
-        ftp.quit()
-        return elapsed, server.stats()["cpu_s"] - cpu
-
     def measure_metrics(self) -> None:
         """220 commands and a transfer with and without ``--metrics``, beside an A/A control.
 
@@ -854,47 +809,23 @@ class Bench:
             )
         )
         self.rows.append(Row("220 commands, no metrics", median["ours"], median["bare"], "s"))
-        ratio, spread = paired_ratio(commands["metrics"], commands["ours"])
-        noise, noise_spread = paired_ratio(commands["ours-2"], commands["ours"])
-        self.rows.append(
-            Row(
-                "  time with / without metrics",
-                ratio,
-                unit="x",
-                goal="<= 1.03 x",
-                met=within_goal(ratio <= 1.03, spread, noise),
-                note=f"above 1: slower with metrics; median of {command_reps} back-to-back "
-                f"pairs" + noisy(spread, noise),
-            )
+        self.rows += slower_rows(
+            "time",
+            "metrics",
+            commands,
+            ("metrics", "ours"),
+            ("ours-2", "ours"),
+            "no metrics",
+            f"above 1: slower with metrics; median of {command_reps} back-to-back pairs",
         )
-        self.rows.append(
-            Row(
-                "  time A/A: two servers, no metrics",
-                noise,
-                unit="x",
-                note=f"the noise floor, measured the same way, +/- {noise_spread:.3f}",
-            )
-        )
-        ratio, spread = paired_ratio(cpu["metrics"], cpu["ours"])
-        noise, noise_spread = paired_ratio(cpu["ours-2"], cpu["ours"])
-        self.rows.append(
-            Row(
-                "  server CPU with / without metrics",
-                ratio,
-                unit="x",
-                goal="<= 1.03 x",
-                met=within_goal(ratio <= 1.03, spread, noise),
-                note="the server process's CPU time for the session; median of "
-                f"{command_reps} pairs" + noisy(spread, noise),
-            )
-        )
-        self.rows.append(
-            Row(
-                "  server CPU A/A: two servers, no metrics",
-                noise,
-                unit="x",
-                note=f"the noise floor, +/- {noise_spread:.3f}",
-            )
+        self.rows += slower_rows(
+            "server CPU",
+            "metrics",
+            cpu,
+            ("metrics", "ours"),
+            ("ours-2", "ours"),
+            "no metrics",
+            f"the server process's CPU time for the commands; median of {command_reps} pairs",
         )
         extra = counting_cost_per_command()
         share = extra / (median["ours"] / 220)
@@ -1077,6 +1008,53 @@ def noisy(error: float, noise: float) -> str:
     if within_goal(True, error, noise) is None:
         text += "; no verdict: too noisy to tell 3 % (A/A off by " + f"{abs(noise - 1):.1%})"
     return text
+
+
+def session_cpu(before: dict[str, float], after: dict[str, float]) -> float:
+    """The server's CPU seconds between two ``stats``, less what scrapes took.
+
+    A scrape renders every metric on an HTTP thread; landing inside one
+    session's window at random, it would count as that session's cost
+    though no session waited for it (the wall-time rows include them).
+    """
+    scrapes = after.get("scrape_cpu_s", 0.0) - before.get("scrape_cpu_s", 0.0)
+    return after["cpu_s"] - before["cpu_s"] - scrapes
+
+
+def slower_rows(
+    what: str,
+    feature: str,
+    samples: dict[str, list[float]],
+    compared: tuple[str, str],
+    control: tuple[str, str],
+    alike: str,
+    note: str,
+) -> list[Row]:
+    """A "with / without ``feature``" row (goal: at most 3 % more) and its A/A control row.
+
+    ``samples`` holds each server's figures (seconds or CPU seconds) in the
+    order they were measured; ``compared`` names the servers with and
+    without the feature, ``control`` two identical servers (``alike`` says
+    how they are set up).
+    """
+    ratio, spread = paired_ratio(samples[compared[0]], samples[compared[1]])
+    noise, noise_spread = paired_ratio(samples[control[0]], samples[control[1]])
+    return [
+        Row(
+            f"  {what} with / without {feature}",
+            ratio,
+            unit="x",
+            goal="<= 1.03 x",
+            met=within_goal(ratio <= 1.03, spread, noise),
+            note=note + noisy(spread, noise),
+        ),
+        Row(
+            f"  {what} A/A: two servers, {alike}",
+            noise,
+            unit="x",
+            note=f"the noise floor, measured the same way, +/- {noise_spread:.3f}",
+        ),
+    ]
 
 
 def speed_of(runs: list[tuple[float, float]], index: int) -> float:
@@ -1350,6 +1328,9 @@ def main(argv: list[str] | None = None) -> None:
     env["DJANGO_SETTINGS_MODULE"] = "bench.settings"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["BENCH_DB"] = args.db
+    # The same string hashes in every server process: two identical servers
+    # (the A/A controls) then differ only by what no setting controls.
+    env["PYTHONHASHSEED"] = "0"
     env["BENCH_DB_PATH"] = str(workdir / "bench.sqlite3")
     env.setdefault("BENCH_DB_NAME", "ftpserver_bench")
     os.environ.update(env)
