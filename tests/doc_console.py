@@ -7,8 +7,10 @@ an ``.rst`` page, in order, and runs them in a scratch directory:
 * A ``console`` block is a list of ``$ command`` lines, each followed by the
   output the page promises. A command runs in ``bash`` in the current
   directory (``cd`` changes it); a here-document (``<<'EOF'``) takes its
-  lines up to ``EOF``. The promised lines must appear in the real output
-  (standard output and error together), in order; other lines may come
+  lines up to ``EOF``. A command that only sources a script
+  (``. venv/bin/activate``) changes the environment of the commands after
+  it, as in the reader's shell. The promised lines must appear in the real
+  output (standard output and error together), in order; other lines may come
   between them, ``...`` in a line matches anything, and a line that is only
   ``...`` is a reminder that something was left out. A command must exit 0,
   unless its promised output shows curl's error line (``curl: (N) ...``).
@@ -43,6 +45,9 @@ DIRECTIVE = re.compile(r"^\.\. code-block:: (\w+)\s*$")
 FILE_HEADER = re.compile(r"^# ([\w./-]+\.\w+)$")
 PRINTS = re.compile(r"^which prints ``(.+?)``")
 CURL_ERROR = re.compile(r"^curl: \(\d+\) ")
+# A command that only sources a script, and the variables bash keeps for itself.
+SOURCE = re.compile(r"(?:\.|source) \S+")
+BASH_OWN = frozenset({"PWD", "OLDPWD", "SHLVL", "_"})
 # What ``manage.py ftpserver`` says when its port is taken (``describe_bind_error``).
 ADDRESS_IN_USE = re.compile(r"cannot listen on \S+: .*\(another process listens there\)")
 
@@ -58,6 +63,16 @@ class Block:
 class Command:
     text: str
     expected: list[str]
+
+
+class CommandFailed(AssertionError):
+    """A command exited non-zero, timed out or did not print what the page promises."""
+
+    def __init__(self, message: str, command: str, output: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.command = command
+        self.output = output
+        self.timed_out = timed_out
 
 
 def blocks(text: str, stop_at: str | None = None) -> list[Block]:
@@ -215,14 +230,38 @@ class Reader:
             self.cwd = (self.cwd / text.split()[1]).resolve()
             assert self.cwd.is_dir(), f"{command.text}: no such directory"
             return
-        result = self.run(["bash", "-c", text])
+        sourced = SOURCE.fullmatch(text)
+        try:
+            result = self.run(["bash", "-c", f"{text} && env -0" if sourced else text])
+        except subprocess.TimeoutExpired as exc:
+            output = "".join(
+                part.decode(errors="replace") if isinstance(part, bytes) else part or ""
+                for part in (exc.stdout, exc.stderr)
+            )
+            raise CommandFailed(
+                f"$ {command.text}\ntimed out after {self.timeout}s:\n{output}",
+                command.text,
+                output,
+                timed_out=True,
+            ) from None
         output = result.stdout + result.stderr
         allowed_to_fail = any(CURL_ERROR.match(line) for line in expected)
-        assert result.returncode == 0 or allowed_to_fail, (
-            f"$ {command.text}\nexited {result.returncode}:\n{output}"
-        )
+        if result.returncode and not allowed_to_fail:
+            raise CommandFailed(
+                f"$ {command.text}\nexited {result.returncode}:\n{output}", command.text, output
+            )
+        if sourced:
+            # The script's variables, for the commands after it (bash's own left out).
+            pairs = (item.partition("=") for item in result.stdout.split("\0") if item)
+            self.env = {key: value for key, _, value in pairs if key not in BASH_OWN}
+            return
         missing = missing_lines(expected, output)
-        assert not missing, f"$ {command.text}\ndid not print {missing[0]!r}; it printed:\n{output}"
+        if missing:
+            raise CommandFailed(
+                f"$ {command.text}\ndid not print {missing[0]!r}; it printed:\n{output}",
+                command.text,
+                output,
+            )
 
     def run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` to its end as the reader would, in the current directory."""

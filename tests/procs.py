@@ -183,6 +183,14 @@ def as_nobody() -> list[str]:
 
 
 def nobody_prefix() -> tuple[list[str], str | None]:
+    """``setpriv`` arguments that run this interpreter as ``nobody`` (for root), or why not."""
+    prefix, problem = setpriv_nobody()
+    if problem:
+        return [], problem
+    return prefix, _nobody_cannot_run_django(tuple(prefix))
+
+
+def setpriv_nobody() -> tuple[list[str], str | None]:
     """``setpriv`` arguments that run a command as ``nobody`` (for root), or why not."""
     setpriv = shutil.which("setpriv")
     if not setpriv:
@@ -198,7 +206,7 @@ def nobody_prefix() -> tuple[list[str], str | None]:
         "--clear-groups",
         "--inh-caps=-all",
     ]
-    return prefix, _nobody_cannot_run_django(tuple(prefix))
+    return prefix, None
 
 
 @functools.cache
