@@ -152,32 +152,44 @@ class _RacingFS(AbstractedFS):
         return super().lexists(path)
 
 
-def test_mlsd_of_a_directory_created_meanwhile_never_answers_501(
+@pytest.fixture
+def alice_on(
     settings: Any,
     tmp_path: Path,
     server_factory: Callable[..., RunningServer],
     make_account: Callable[..., Any],
+) -> Iterator[Callable[[type], RawClient]]:
+    """``start(fs_class)``: alice (home ``tmp_path / "alice"``) logged in on a server using it."""
+    (tmp_path / "alice").mkdir()
+    make_account("alice", home=tmp_path / "alice")
+    clients: list[RawClient] = []
+
+    def start(fs_class: type) -> RawClient:
+        settings.FTPSERVER_FILESYSTEM = fs_class
+        clients.append(RawClient(server_factory()))
+        clients[-1].login("alice")
+        return clients[-1]
+
+    yield start
+    for client in clients:
+        client.close()
+
+
+def test_mlsd_of_a_directory_created_meanwhile_never_answers_501(
+    alice_on: Callable[[type], RawClient],
 ) -> None:
     """rclone creates a parent from one connection while another lists it.
 
     Whatever the timing, the listing is "not found" (550) or the directory's
     contents, never 501, which rclone takes for a fatal error.
     """
-    home = tmp_path / "alice"
-    home.mkdir()
-    make_account("alice", home=home)
     _RacingFS.looks = 0
-    settings.FTPSERVER_FILESYSTEM = _RacingFS
-    client = RawClient(server_factory())
-    try:
-        client.login("alice")
-        code, text, listing = client.pasv_transfer(b"MLSD racing")
-        assert code in (550, 226), text  # not found, or listed (empty) after all
-        assert listing == b""
-        assert _RacingFS.looks >= 1
-        assert client.send(b"NOOP")[0] == 200
-    finally:
-        client.close()
+    client = alice_on(_RacingFS)
+    code, text, listing = client.pasv_transfer(b"MLSD racing")
+    assert code in (550, 226), text  # not found, or listed (empty) after all
+    assert listing == b""
+    assert _RacingFS.looks >= 1
+    assert client.send(b"NOOP")[0] == 200
 
 
 class _VanishingFS(AbstractedFS):
@@ -194,30 +206,20 @@ class _VanishingFS(AbstractedFS):
 
 
 def test_mlsd_of_a_directory_removed_meanwhile_answers_550(
-    settings: Any,
-    tmp_path: Path,
-    server_factory: Callable[..., RunningServer],
-    make_account: Callable[..., Any],
+    alice_on: Callable[[type], RawClient], tmp_path: Path
 ) -> None:
     """rclone deletes folders from some connections while others list them.
 
     The directory was there when the kind was checked and is gone when it is
     listed: "not found" (550), never pyftpdlib's 501 from a second look.
     """
-    home = tmp_path / "alice"
-    (home / "vanishing").mkdir(parents=True)
-    make_account("alice", home=home)
+    (tmp_path / "alice" / "vanishing").mkdir()
     _VanishingFS.removed = False
-    settings.FTPSERVER_FILESYSTEM = _VanishingFS
-    client = RawClient(server_factory())
-    try:
-        client.login("alice")
-        code, text, _ = client.pasv_transfer(b"MLSD vanishing")
-        assert code == 550, text
-        assert _VanishingFS.removed
-        assert client.send(b"NOOP")[0] == 200
-    finally:
-        client.close()
+    client = alice_on(_VanishingFS)
+    code, text, _ = client.pasv_transfer(b"MLSD vanishing")
+    assert code == 550, text
+    assert _VanishingFS.removed
+    assert client.send(b"NOOP")[0] == 200
 
 
 def test_existing_paths_still_work(raw: RawClient) -> None:
