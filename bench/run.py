@@ -772,12 +772,11 @@ class Bench:
         servers = {"bare": self.bare, "ours": self.ours, "ours-2": twin, "metrics": counted}
         names = list(servers)
         size = self.params.transfer_mb * MB
-        write_file(self.home / "big.bin", self.params.transfer_mb)
         commands: dict[str, list[float]] = {name: [] for name in names}
         cpu: dict[str, list[float]] = {name: [] for name in names}
         transfers: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
         command_reps = 50
-        transfer_reps = 3 if self.params.reps == 1 else 7
+        transfer_reps = 5 if self.params.reps == 1 else 21
         try:
             for server in servers.values():
                 self._timed_commands(server)  # untimed warm-up: caches, threads
@@ -786,6 +785,8 @@ class Bench:
                     elapsed, spent = self._timed_commands(servers[name])
                     commands[name].append(elapsed)
                     cpu[name].append(spent)
+            # Written after the commands: its writeback to disk slowed them 5 times.
+            write_file(self.home / "big.bin", self.params.transfer_mb)
             with cores_apart(list(servers.values())) as placement:
                 for server in servers.values():
                     self._transfer(server, size)  # untimed warm-up
