@@ -24,6 +24,28 @@ def setting_names() -> set[str]:
     return names
 
 
+def signal_names() -> set[str]:
+    return {name for name in dir(signals) if name.startswith("ftp_")}
+
+
+def command_names() -> set[str]:
+    return {module.name for module in pkgutil.iter_modules(commands.__path__)}
+
+
+def server_options() -> set[str]:
+    """The long options of ``manage.py ftpserver`` that every command does not have too."""
+    from django.core.management.base import BaseCommand
+
+    from django_ftpserver.management.commands.ftpserver import Command
+
+    def options(command: BaseCommand, name: str) -> set[str]:
+        parser = command.create_parser("manage.py", name)
+        return {option for action in parser._actions for option in action.option_strings}
+
+    own = options(Command(), "ftpserver") - options(BaseCommand(), "x")
+    return {option for option in own if option.startswith("--")}
+
+
 def test_every_setting_is_documented() -> None:
     text = (DOCS / "settings.rst").read_text()
     documented = set(re.findall(r"^\.\. attribute:: (FTPSERVER_\w+)$", text, re.M))
@@ -37,7 +59,7 @@ def test_every_setting_is_documented() -> None:
 
 def test_every_signal_is_documented() -> None:
     text = (DOCS / "signals.rst").read_text()
-    names = {name for name in dir(signals) if name.startswith("ftp_")}
+    names = signal_names()
     documented = set(re.findall(r"^\.\. data:: (ftp_\w+)$", text, re.M))
     assert names == documented
     for name in names:
@@ -48,7 +70,7 @@ def test_every_signal_is_documented() -> None:
 
 def test_every_command_is_documented() -> None:
     text = (DOCS / "commands.rst").read_text()
-    names = {module.name for module in pkgutil.iter_modules(commands.__path__)}
+    names = command_names()
     documented = set(re.findall(r"^``(\w+)``\n=+$", text, re.M))
     assert names == documented
 
@@ -108,55 +130,20 @@ def test_no_page_installs_the_old_release() -> None:
 
 def test_readme_names_every_setting_signal_command_and_server_option() -> None:
     """The README's summary keeps up with the code, as the full pages do."""
-    from django.core.management.base import BaseCommand
-
-    from django_ftpserver.management.commands.ftpserver import Command
-
     readme = (DOCS.parent / "README.rst").read_text()
-    signal_names = {name for name in dir(signals) if name.startswith("ftp_")}
-    command_names = {module.name for module in pkgutil.iter_modules(commands.__path__)}
-    common = {
-        option
-        for action in BaseCommand().create_parser("manage.py", "x")._actions
-        for option in action.option_strings
-    }
-    server_options = {
-        option
-        for action in Command().create_parser("manage.py", "ftpserver")._actions
-        for option in action.option_strings
-        if option.startswith("--") and option not in common
-    }
     assert {n for n in setting_names() if f"``{n}``" not in readme} == set()
-    assert {n for n in signal_names if f"``{n}``" not in readme} == set()
-    assert {n for n in command_names if f"``{n}" not in readme} == set()
-    assert {o for o in server_options | {"--skip-checks"} if f"``{o}``" not in readme} == set()
+    assert {n for n in signal_names() if f"``{n}``" not in readme} == set()
+    assert {n for n in command_names() if f"``{n}" not in readme} == set()
+    assert {o for o in server_options() | {"--skip-checks"} if f"``{o}``" not in readme} == set()
 
 
 def test_commands_page_documents_every_server_option() -> None:
-    from django_ftpserver.management.commands.ftpserver import Command
-
     text = (DOCS / "commands.rst").read_text()
     page = text.split("``ftpserver``\n", 1)[1].split("\n``createftpusergroup``\n", 1)[0]
     documented = set(
         re.findall(r"(--[\w-]+)", " ".join(re.findall(r"^\.\. option:: (.+)$", page, re.M)))
     )
-    options = {
-        option
-        for action in Command().create_parser("manage.py", "ftpserver")._actions
-        for option in action.option_strings
-        if option.startswith("--")
-    }
-    common = {
-        "--help",
-        "--version",
-        "--verbosity",
-        "--settings",
-        "--pythonpath",
-        "--traceback",
-        "--no-color",
-        "--force-color",
-    }
-    assert options - common - documented == set()
+    assert (server_options() | {"--skip-checks"}) - documented == set()
 
 
 def test_installation_names_every_migration() -> None:
