@@ -432,7 +432,7 @@ class Bench:
             for server in servers.values():
                 self._timed_commands(server)  # untimed: warm caches and the password cache
             for rep in range(rounds):
-                for name in names[rep % 5 :] + names[: rep % 5]:
+                for name in rotated(names, rep):
                     if name == "allow":
                         assert self.ours.ask("pre-signals on") == "ok"
                     elapsed, spent = self._timed_commands(servers[name])
@@ -781,7 +781,7 @@ class Bench:
             for server in servers.values():
                 self._timed_commands(server)  # untimed warm-up: caches, threads
             for rep in range(command_reps):
-                for name in names[rep % 4 :] + names[: rep % 4]:
+                for name in rotated(names, rep):
                     elapsed, spent = self._timed_commands(servers[name])
                     commands[name].append(elapsed)
                     cpu[name].append(spent)
@@ -791,7 +791,7 @@ class Bench:
                 for server in servers.values():
                     self._transfer(server, size)  # untimed warm-up
                 for rep in range(transfer_reps):
-                    for name in names[rep % 4 :] + names[: rep % 4]:
+                    for name in rotated(names, rep):
                         transfers[name].append(self._transfer(servers[name], size))
         finally:
             stop.set()
@@ -969,6 +969,12 @@ def cores_apart(servers: list[Server]) -> Iterator[str]:
         os.sched_setaffinity(0, every)
         for server in servers:
             _set_affinity(server.process.pid, every)
+
+
+def rotated(names: list[str], rep: int) -> list[str]:
+    """``names`` starting at the ``rep``-th, so each takes each place in turn over the rounds."""
+    start = rep % len(names)
+    return names[start:] + names[:start]
 
 
 def paired_ratio(first: list[float], second: list[float]) -> tuple[float, float]:

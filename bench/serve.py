@@ -105,7 +105,7 @@ class Counters:
                     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
         return 0.0
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float]:
         http = self.http_cpu()
         with self.lock:
             return {
@@ -153,7 +153,8 @@ def build_ours(args: argparse.Namespace) -> tuple[Any, Any, Any, Counters | None
         remove_pre_signals()
     counters = Counters()
     counters.install()
-    counters.count_scrapes()
+    if args.kind == "ours-metrics":
+        counters.count_scrapes()
     from django_ftpserver.runner import FTPServerConfig, FTPServerRunner
 
     metrics = ("127.0.0.1", 0) if args.kind == "ours-metrics" else None
