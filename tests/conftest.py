@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -32,6 +32,13 @@ PASSWORD = "s3cret-pass"
 
 TEST_DB = os.environ.get("FTPSERVER_TEST_DB", "sqlite")
 REQUIRE_SERVICES = os.environ.get("FTPSERVER_REQUIRE_SERVICES") == "1"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip for what this machine lacks; fail instead where CI requires it."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (required: FTPSERVER_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
 
 
 def _database_reachable() -> str | None:

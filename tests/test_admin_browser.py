@@ -22,7 +22,7 @@ from django.contrib.auth.models import Permission
 
 from django_ftpserver.ops import sessions as livesessions
 
-from .conftest import REQUIRE_SERVICES, wait_until
+from .conftest import unavailable, wait_until
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 BROWSERS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
@@ -41,9 +41,7 @@ def _browser() -> str:
         missing.append("chromium-driver")
     if missing:
         reason = f"no headless browser: missing {', '.join(missing)} (make system-deps)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason} (required: FTPSERVER_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
+        unavailable(reason)
     return binary
 
 

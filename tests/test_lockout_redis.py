@@ -25,7 +25,7 @@ from django.db import connection
 
 from django_ftpserver.auth import lockout
 
-from .conftest import PASSWORD, REQUIRE_SERVICES, try_login
+from .conftest import PASSWORD, try_login, unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("FTPSERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -42,9 +42,7 @@ def redis_prefix(settings):
         client.ping()
     except Exception as exc:
         reason = f"Redis is not reachable at {REDIS_URL}: {exc}".splitlines()[0]
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason} (required: FTPSERVER_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
+        unavailable(reason)
     prefix = f"ftpserver-test-lockout-{uuid.uuid4().hex[:12]}"
     settings.CACHES = {
         "default": {

@@ -27,12 +27,11 @@ import textwrap
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
 from . import doc_console, procs
-from .conftest import REQUIRE_SERVICES
+from .conftest import REQUIRE_SERVICES, unavailable
 from .db_servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,13 +58,6 @@ NOT_CLONED = shutil.ignore_patterns(
     "db.sqlite3", "ftp-homes", "results",
 )  # fmt: skip
 VENV_OK = "import ensurepip, sys, venv; sys.exit(sys.version_info < (3, 10))"
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip for what this machine lacks; fail instead where CI requires it."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (required: FTPSERVER_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
 
 
 def page_blocks() -> list[doc_console.Block]:

@@ -27,7 +27,7 @@ from django.db import connection
 
 from django_ftpserver.models import FTPUserAccount, FTPUserGroup
 
-from .conftest import PASSWORD, REQUIRE_SERVICES, wait_until
+from .conftest import PASSWORD, unavailable, wait_until
 from .procs import ServerProcess, base_env, manage, probe_lines
 from .proxy_headers import proxied_ftp, v1, v2
 
@@ -47,9 +47,7 @@ def redis_prefix() -> Iterator[str]:
         client.ping()
     except Exception as exc:
         reason = f"Redis is not reachable at {REDIS_URL}: {exc}".splitlines()[0]
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason} (required: FTPSERVER_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
+        unavailable(reason)
     prefix = f"ftpserver-test-scale-out-{uuid.uuid4().hex[:12]}"
     yield prefix
     keys = list(client.scan_iter(f"{prefix}:*"))
